@@ -1,0 +1,363 @@
+"""The limit order book of one market, matched by price-time priority.
+
+Layout: per side, a dict from a signed price key to its `PriceLevel` and a
+binary heap of those keys. A bid rests under the key `-price` and an ask under
+`price`, so on both sides the smallest key is the best price and one matching
+loop serves both. Each level keeps its orders in an insertion-ordered dict
+(id -> order), which is the time queue and allows O(1) removal by id. A
+book-wide dict indexes every resting order by id, another every user's.
+
+Heap entries are removed lazily: a key whose level is gone stays in the heap
+until it reaches the top, where it is popped. Invariant: the top of each heap
+is a live level, so the best prices are read in O(1).
+
+Rules (API.md "Matching rules"): trades happen at the resting order's price;
+a resting order of the taker's own user is skipped, so the book may end up
+crossed; an order whose expiration is at or before `now` never trades and is
+removed when the matching loop meets it or `sweep_expired` runs.
+"""
+
+from collections.abc import Iterator
+from enum import Enum
+from heapq import heapify, heappop, heappush
+from typing import NamedTuple
+
+from ome.engine.errors import (
+    DuplicateOrder,
+    MarketMismatch,
+    OrderExpired,
+    OrderNotFound,
+)
+from ome.engine.orders import Order, Side
+
+# Stale heap entries may outnumber live ones by this factor (plus a constant)
+# before the heap is rebuilt; keeps memory bounded at O(1) amortised cost.
+_COMPACT_FACTOR = 2
+_COMPACT_SLACK = 1024
+
+
+class Status(str, Enum):
+    ADD = "Add"
+    PARTIAL_MATCH = "PartialMatch"
+    FULL_MATCH = "FullMatch"
+
+
+class Fill(NamedTuple):
+    """One trade. The amounts left are the maker's and taker's right after it."""
+
+    maker: Order
+    taker: Order
+    price: int
+    amount: int
+    maker_amount_left: int
+    taker_amount_left: int
+
+
+class SubmitResult(NamedTuple):
+    status: Status
+    fills: list[Fill]
+
+
+class PriceLevel:
+    """The orders resting at one price, in time priority, and their total amount left."""
+
+    __slots__ = ("orders", "price", "volume")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: dict[str, Order] = {}
+        self.volume = 0
+
+
+class Book:
+    """One market's order book. Every mutating method is a deterministic step."""
+
+    __slots__ = (
+        "_by_user",
+        "_depth",
+        "_expiry",
+        "_heaps",
+        "_levels",
+        "_orders",
+        "ltp",
+        "market",
+    )
+
+    def __init__(self, market: str) -> None:
+        self.market = market
+        self.ltp = 0
+        # Indexed by Side: [bids, asks].
+        self._levels: tuple[dict[int, PriceLevel], dict[int, PriceLevel]] = ({}, {})
+        self._heaps: tuple[list[int], list[int]] = ([], [])
+        self._depth = [0, 0]
+        self._orders: dict[str, Order] = {}
+        self._by_user: dict[str, dict[str, Order]] = {}
+        self._expiry: list[tuple[int, str]] = []
+
+    # ------------------------------------------------------------------ reads
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._orders
+
+    @property
+    def best_bid(self) -> int | None:
+        heap = self._heaps[Side.Bid]
+        return -heap[0] if heap else None
+
+    @property
+    def best_ask(self) -> int | None:
+        heap = self._heaps[Side.Ask]
+        return heap[0] if heap else None
+
+    @property
+    def depth(self) -> tuple[int, int]:
+        """Number of resting orders: (bids, asks)."""
+        return self._depth[0], self._depth[1]
+
+    @property
+    def spread(self) -> int:
+        """Best ask minus best bid; negative when crossed, 0 when a side is empty."""
+        bids, asks = self._heaps
+        if not bids or not asks:
+            return 0
+        return asks[0] + bids[0]
+
+    @property
+    def crossed(self) -> bool:
+        bids, asks = self._heaps
+        return bool(bids and asks) and -bids[0] >= asks[0]
+
+    def get(self, order_id: str) -> Order:
+        try:
+            return self._orders[order_id]
+        except KeyError:
+            raise OrderNotFound(order_id) from None
+
+    def orders_of(self, user: str) -> list[Order]:
+        """The user's resting orders in the order they were accepted."""
+        return list(self._by_user.get(user, {}).values())
+
+    def levels(self, side: Side) -> list[PriceLevel]:
+        """The levels of one side, best first."""
+        levels = self._levels[side]
+        return [levels[key] for key in sorted(levels)]
+
+    def orders(self) -> Iterator[Order]:
+        """Every resting order: bids best-first, then asks best-first, each level in queue order."""
+        for side in Side:
+            for level in self.levels(side):
+                yield from level.orders.values()
+
+    # ---------------------------------------------------------------- changes
+
+    def check_entry(self, order: Order, now: int) -> None:
+        """Raise what `submit` would refuse the order for, without touching the book."""
+        if order.target_tracer != self.market:
+            raise MarketMismatch(order.target_tracer, self.market)
+        if order.expiration <= now:
+            raise OrderExpired(order.expiration, now)
+        if order.id in self._orders:
+            raise DuplicateOrder(order.id)
+
+    def submit(self, order: Order, now: int) -> SubmitResult:
+        """Match `order` against the other side, then rest whatever is left of it.
+
+        `order.amount_left` is updated in place; the fills come in the order they
+        happened.
+        """
+        if order.target_tracer != self.market:
+            raise MarketMismatch(order.target_tracer, self.market)
+        if order.expiration <= now:
+            raise OrderExpired(order.expiration, now)
+        orders = self._orders
+        if order.id in orders:
+            raise DuplicateOrder(order.id)
+
+        side = order.side
+        opposite = 1 - side
+        heap = self._heaps[opposite]
+        levels = self._levels[opposite]
+        limit = order.price if side == Side.Bid else -order.price
+        remaining = order.amount_left
+        user = order.user
+        fills: list[Fill] = []
+
+        if heap and heap[0] <= limit:
+            depth = self._depth
+            by_user = self._by_user
+            passed_over: list[int] = []
+            while heap:
+                key = heap[0]
+                if key > limit:
+                    break
+                level = levels.get(key)
+                if level is None:
+                    heappop(heap)
+                    continue
+                level_orders = level.orders
+                price = level.price
+                gone: list[Order] = []
+                traded = 0
+                for maker in level_orders.values():
+                    if maker.expiration <= now:
+                        gone.append(maker)
+                        continue
+                    if maker.user == user:
+                        continue
+                    left = maker.amount_left
+                    if left <= remaining:
+                        remaining -= left
+                        traded += left
+                        maker.amount_left = 0
+                        gone.append(maker)
+                        fills.append(Fill(maker, order, price, left, 0, remaining))
+                    else:
+                        maker.amount_left = left - remaining
+                        traded += remaining
+                        fills.append(Fill(maker, order, price, remaining, left - remaining, 0))
+                        remaining = 0
+                    if not remaining:
+                        break
+                if traded:
+                    self.ltp = price
+                    level.volume -= traded
+                for maker in gone:
+                    del level_orders[maker.id]
+                    del orders[maker.id]
+                    mine = by_user[maker.user]
+                    del mine[maker.id]
+                    if not mine:
+                        del by_user[maker.user]
+                    level.volume -= maker.amount_left
+                depth[opposite] -= len(gone)
+                if not level_orders:
+                    del levels[key]
+                    heappop(heap)
+                elif remaining:
+                    # Only the taker's own orders are left here: look past this level.
+                    passed_over.append(heappop(heap))
+                if not remaining:
+                    break
+            for key in passed_over:
+                heappush(heap, key)
+            while heap and heap[0] not in levels:
+                heappop(heap)
+
+        if not remaining:
+            order.amount_left = 0
+            return SubmitResult(Status.FULL_MATCH, fills)
+        order.amount_left = remaining
+        self._rest(order)
+        return SubmitResult(Status.PARTIAL_MATCH if fills else Status.ADD, fills)
+
+    def cancel(self, order_id: str) -> Order:
+        """Remove a resting order and return it."""
+        order = self._orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        self._remove(order)
+        return order
+
+    def sweep_expired(self, now: int) -> list[Order]:
+        """Remove every resting order with expiration <= now; O(1) when there is none."""
+        expiry = self._expiry
+        removed: list[Order] = []
+        orders = self._orders
+        while expiry and expiry[0][0] <= now:
+            _, order_id = heappop(expiry)
+            order = orders.get(order_id)
+            if order is not None and order.expiration <= now:
+                self._remove(order)
+                removed.append(order)
+        return removed
+
+    # -------------------------------------------------------------- internals
+
+    def _rest(self, order: Order) -> None:
+        side = order.side
+        key = -order.price if side == Side.Bid else order.price
+        levels = self._levels[side]
+        level = levels.get(key)
+        if level is None:
+            level = levels[key] = PriceLevel(order.price)
+            heap = self._heaps[side]
+            heappush(heap, key)
+            if len(heap) > _COMPACT_FACTOR * len(levels) + _COMPACT_SLACK:
+                heap[:] = levels
+                heapify(heap)
+        oid = order.id
+        level.orders[oid] = order
+        level.volume += order.amount_left
+        self._orders[oid] = order
+        mine = self._by_user.get(order.user)
+        if mine is None:
+            mine = self._by_user[order.user] = {}
+        mine[oid] = order
+        self._depth[side] += 1
+        expiry = self._expiry
+        heappush(expiry, (order.expiration, oid))
+        if len(expiry) > _COMPACT_FACTOR * len(self._orders) + _COMPACT_SLACK:
+            expiry[:] = [(o.expiration, i) for i, o in self._orders.items()]
+            heapify(expiry)
+
+    def _remove(self, order: Order) -> None:
+        side = order.side
+        key = -order.price if side == Side.Bid else order.price
+        levels = self._levels[side]
+        level = levels[key]
+        oid = order.id
+        del level.orders[oid]
+        level.volume -= order.amount_left
+        if not level.orders:
+            del levels[key]
+            heap = self._heaps[side]
+            while heap and heap[0] not in levels:
+                heappop(heap)
+        del self._orders[oid]
+        mine = self._by_user[order.user]
+        del mine[oid]
+        if not mine:
+            del self._by_user[order.user]
+        self._depth[side] -= 1
+
+    # ------------------------------------------------------------- invariants
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError when any derived structure disagrees with the levels."""
+        seen: dict[str, Order] = {}
+        for side in Side:
+            levels = self._levels[side]
+            heap = self._heaps[side]
+            count = 0
+            for key, level in levels.items():
+                assert level.orders, f"empty level at {level.price}"
+                assert key == (-level.price if side == Side.Bid else level.price)
+                assert key in heap, f"level {level.price} missing from the heap"
+                total = 0
+                for oid, order in level.orders.items():
+                    assert oid == order.id
+                    assert order.side == side and order.price == level.price
+                    assert order.target_tracer == self.market
+                    assert 0 < order.amount_left <= order.amount
+                    assert oid not in seen, f"order {oid} rests twice"
+                    seen[oid] = order
+                    total += order.amount_left
+                    count += 1
+                assert total == level.volume, f"level {level.price} volume {level.volume} != {total}"
+            assert count == self._depth[side], f"depth {self._depth[side]} != {count}"
+            if levels:
+                assert heap[0] == min(levels), "heap top is not the best live level"
+            else:
+                assert not heap, "heap keeps keys of a side with no levels"
+        assert seen.keys() == self._orders.keys(), "id index disagrees with the levels"
+        assert all(self._orders[i] is o for i, o in seen.items())
+        by_user_ids = {oid for mine in self._by_user.values() for oid in mine}
+        assert by_user_ids == seen.keys(), "user index disagrees with the levels"
+        assert all(mine for mine in self._by_user.values()), "empty user entry"
+        for user, mine in self._by_user.items():
+            assert all(o.user == user for o in mine.values())
+        live_expiry = {oid for _, oid in self._expiry if oid in self._orders}
+        assert live_expiry == seen.keys(), "an order is missing from the expiry heap"

@@ -1,0 +1,65 @@
+"""The one tree of errors the engine raises.
+
+    EngineError
+    ├── UnknownMarket        no book for that market
+    ├── MarketExists         a book for that market is already open
+    ├── OrderNotFound        no resting order with that id in this book
+    ├── OrderRejected        an order that may not enter the book
+    │   ├── MarketMismatch   its target_tracer is another market
+    │   ├── OrderExpired     expiration <= now
+    │   └── DuplicateOrder   an order with the same id is resting
+    └── SnapshotError        a snapshot that cannot be restored
+
+Each carries a message fit to show a client; the service maps the classes to
+HTTP status codes in one table.
+"""
+
+
+class EngineError(Exception):
+    """Base of every error the matching core raises."""
+
+
+class UnknownMarket(EngineError):
+    def __init__(self, market: str) -> None:
+        super().__init__("Market does not exist")
+        self.market = market
+
+
+class MarketExists(EngineError):
+    def __init__(self, market: str) -> None:
+        super().__init__("Market already exists")
+        self.market = market
+
+
+class OrderNotFound(EngineError):
+    def __init__(self, order_id: str) -> None:
+        super().__init__("Order does not exist in this market")
+        self.order_id = order_id
+
+
+class OrderRejected(EngineError):
+    """An order refused before it touched the book."""
+
+
+class MarketMismatch(OrderRejected):
+    def __init__(self, target_tracer: str, market: str) -> None:
+        super().__init__(f"target_tracer {target_tracer} is not this book's market {market}")
+        self.target_tracer = target_tracer
+        self.market = market
+
+
+class OrderExpired(OrderRejected):
+    def __init__(self, expiration: int, now: int) -> None:
+        super().__init__(f"Order expired: expiration {expiration} is not after now {now}")
+        self.expiration = expiration
+        self.now = now
+
+
+class DuplicateOrder(OrderRejected):
+    def __init__(self, order_id: str) -> None:
+        super().__init__("An order with the same id is already in the book")
+        self.order_id = order_id
+
+
+class SnapshotError(EngineError):
+    """A snapshot whose data is malformed or inconsistent."""

@@ -1,0 +1,40 @@
+"""All open markets: market address -> its `Book`."""
+
+from ome.engine.book import Book
+from ome.engine.errors import MarketExists, UnknownMarket
+from ome.engine.orders import Order
+
+
+class Exchange:
+    """The books of every market, keyed by canonical address (`0x` + 40 lowercase hex)."""
+
+    __slots__ = ("books",)
+
+    def __init__(self) -> None:
+        self.books: dict[str, Book] = {}
+
+    def create(self, market: str) -> Book:
+        if market in self.books:
+            raise MarketExists(market)
+        book = self.books[market] = Book(market)
+        return book
+
+    def get(self, market: str) -> Book:
+        try:
+            return self.books[market]
+        except KeyError:
+            raise UnknownMarket(market) from None
+
+    def markets(self) -> list[str]:
+        """Every market, in the order they were created."""
+        return list(self.books)
+
+    def sweep_expired(self, now: int) -> dict[str, list[Order]]:
+        """Expire resting orders in every book; only the books that lost orders appear."""
+        swept: dict[str, list[Order]] = {}
+        for market, book in self.books.items():
+            removed = book.sweep_expired(now)
+            if removed:
+                swept[market] = removed
+        return swept
+

@@ -1,0 +1,105 @@
+"""Orders: the signed limit order, its side, and its id.
+
+An `Order` holds every field of the wire order object as exact Python ints and
+canonical strings (`0x` + lowercase hex), so that nothing is converted while
+matching. `amount` is what was signed and never changes; `amount_left` only
+goes down.
+"""
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from eth_hash.auto import keccak
+
+MAX_UINT128 = 2**128 - 1
+_WORD = 32
+_ADDRESS_PAD = bytes(12)
+
+
+class Side(IntEnum):
+    """Values are those of the order id's ABI encoding; names are the wire labels."""
+
+    Bid = 0
+    Ask = 1
+
+
+def order_id(
+    user: str,
+    target_tracer: str,
+    price: int,
+    amount: int,
+    side: Side,
+    expiration: int,
+    created: int,
+) -> str:
+    """keccak256 of abi.encode(address, address, uint256 x 5), as `0x` + 64 hex.
+
+    Every field is a static type, so the ABI encoding is one left-padded 32-byte
+    word each; building the words directly is several times faster than eth-abi,
+    which the tests use as the oracle for this function.
+    """
+    encoded = b"".join(
+        (
+            _ADDRESS_PAD,
+            bytes.fromhex(user[2:]),
+            _ADDRESS_PAD,
+            bytes.fromhex(target_tracer[2:]),
+            price.to_bytes(_WORD, "big"),
+            amount.to_bytes(_WORD, "big"),
+            int(side).to_bytes(_WORD, "big"),
+            expiration.to_bytes(_WORD, "big"),
+            created.to_bytes(_WORD, "big"),
+        )
+    )
+    return "0x" + keccak(encoded).hex()
+
+
+@dataclass(slots=True, eq=False)
+class Order:
+    """A limit order. Addresses, id and signature are canonical `0x` lowercase strings."""
+
+    id: str
+    user: str
+    target_tracer: str
+    side: Side
+    price: int
+    amount: int
+    amount_left: int
+    expiration: int
+    created: int
+    signed_data: str
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        user: str,
+        target_tracer: str,
+        side: Side,
+        price: int,
+        amount: int,
+        expiration: int,
+        created: int,
+        signed_data: str = "0x",
+    ) -> "Order":
+        """A new, unfilled order with its id computed from its signed fields."""
+        oid = order_id(user, target_tracer, price, amount, side, expiration, created)
+        return cls(
+            oid, user, target_tracer, side, price, amount, amount, expiration, created, signed_data
+        )
+
+    def to_dict(self, amount_left: int | None = None) -> dict[str, Any]:
+        """The wire order object; `amount_left` overrides the current one (for fills)."""
+        return {
+            "id": self.id,
+            "user": self.user,
+            "target_tracer": self.target_tracer,
+            "side": self.side.name,
+            "price": str(self.price),
+            "amount": str(self.amount),
+            "amount_left": str(self.amount_left if amount_left is None else amount_left),
+            "expiration": str(self.expiration),
+            "created": str(self.created),
+            "signed_data": self.signed_data,
+        }
