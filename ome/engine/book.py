@@ -18,7 +18,7 @@ removed when the matching loop meets it or `sweep_expired` runs.
 """
 
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from heapq import heapify, heappop, heappush
 from typing import NamedTuple
 
@@ -36,7 +36,7 @@ _COMPACT_FACTOR = 2
 _COMPACT_SLACK = 1024
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     ADD = "Add"
     PARTIAL_MATCH = "PartialMatch"
     FULL_MATCH = "FullMatch"
@@ -346,7 +346,9 @@ class Book:
                     seen[oid] = order
                     total += order.amount_left
                     count += 1
-                assert total == level.volume, f"level {level.price} volume {level.volume} != {total}"
+                assert total == level.volume, (
+                    f"level {level.price} volume {level.volume} != {total}"
+                )
             assert count == self._depth[side], f"depth {self._depth[side]} != {count}"
             if levels:
                 assert heap[0] == min(levels), "heap top is not the best live level"

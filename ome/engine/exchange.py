@@ -37,4 +37,3 @@ class Exchange:
             if removed:
                 swept[market] = removed
         return swept
-

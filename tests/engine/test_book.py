@@ -1,0 +1,221 @@
+"""One test per matching rule of API.md, on a Book driven directly."""
+
+import pytest
+
+from ome.engine import (
+    MAX_UINT128,
+    Book,
+    DuplicateOrder,
+    MarketMismatch,
+    OrderExpired,
+    OrderNotFound,
+    Side,
+    Status,
+)
+from tests.engine.helpers import MARKET, NOW, ask, bid, user
+
+
+def ladder() -> Book:
+    """Bids 95..91 and asks 96..100, 10 each, from traders 1 (bids) and 2 (asks)."""
+    book = Book(MARKET)
+    for step in range(5):
+        assert book.submit(bid(95 - step, 10, trader=1), NOW).status is Status.ADD
+        assert book.submit(ask(96 + step, 10, trader=2), NOW).status is Status.ADD
+    book.check_invariants()
+    return book
+
+
+def test_ladder_rests_best_first_with_depth_and_spread() -> None:
+    book = ladder()
+    assert [lvl.price for lvl in book.levels(Side.Bid)] == [95, 94, 93, 92, 91]
+    assert [lvl.price for lvl in book.levels(Side.Ask)] == [96, 97, 98, 99, 100]
+    assert (book.best_bid, book.best_ask) == (95, 96)
+    assert book.depth == (5, 5)
+    assert book.spread == 1
+    assert not book.crossed
+    assert book.ltp == 0
+    assert [o.price for o in book.orders()] == [95, 94, 93, 92, 91, 96, 97, 98, 99, 100]
+
+
+def test_fill_at_one_level_trades_at_the_resting_price() -> None:
+    book = ladder()
+    taker = bid(99, 4, trader=3)
+    result = book.submit(taker, NOW)
+    assert result.status is Status.FULL_MATCH
+    [fill] = result.fills
+    assert (fill.price, fill.amount) == (96, 4)
+    assert (fill.maker_amount_left, fill.taker_amount_left) == (6, 0)
+    assert fill.taker is taker and fill.maker.price == 96
+    assert book.ltp == 96
+    assert taker.id not in book
+    assert book.levels(Side.Ask)[0].volume == 6
+    book.check_invariants()
+
+
+def test_sweep_across_two_levels_leaves_last_maker_partly_filled() -> None:
+    book = ladder()
+    first_96 = book.levels(Side.Ask)[0]
+    maker_96 = next(iter(first_96.orders.values()))
+    result = book.submit(bid(97, 15, trader=3), NOW)
+    assert result.status is Status.FULL_MATCH
+    trades = [
+        (f.maker.price, f.amount, f.maker_amount_left, f.taker_amount_left) for f in result.fills
+    ]
+    assert trades == [(96, 10, 0, 5), (97, 5, 5, 0)]
+    assert result.fills[0].maker is maker_96
+    assert maker_96.id not in book
+    assert book.best_ask == 97
+    assert book.get(result.fills[1].maker.id).amount_left == 5
+    assert book.depth == (5, 4)
+    assert book.ltp == 97
+    book.check_invariants()
+
+
+def test_incoming_remainder_rests_as_partial_match() -> None:
+    book = ladder()
+    taker = ask(95, 25, trader=3)
+    result = book.submit(taker, NOW)
+    assert result.status is Status.PARTIAL_MATCH
+    assert [f.amount for f in result.fills] == [10]
+    assert book.get(taker.id).amount_left == 15
+    assert taker.amount == 25
+    assert book.best_ask == 95 and book.best_bid == 94
+    book.check_invariants()
+
+
+def test_time_priority_within_a_level_and_partial_fill_keeps_place() -> None:
+    book = Book(MARKET)
+    first, second = ask(100, 10, trader=1), ask(100, 10, trader=2)
+    book.submit(first, NOW)
+    book.submit(second, NOW)
+    book.submit(bid(100, 4, trader=3), NOW)
+    assert [o.id for o in book.levels(Side.Ask)[0].orders.values()] == [first.id, second.id]
+    result = book.submit(bid(100, 8, trader=3), NOW)
+    assert [(f.maker.id, f.amount) for f in result.fills] == [(first.id, 6), (second.id, 2)]
+    book.check_invariants()
+
+
+def test_self_trade_is_skipped_and_book_ends_crossed_with_negative_spread() -> None:
+    book = Book(MARKET)
+    own_ask = ask(100, 10, trader=1)
+    other_ask = ask(101, 10, trader=2)
+    book.submit(own_ask, NOW)
+    book.submit(other_ask, NOW)
+    result = book.submit(bid(102, 15, trader=1), NOW)
+    assert result.status is Status.PARTIAL_MATCH
+    assert [(f.maker.id, f.amount) for f in result.fills] == [(other_ask.id, 10)]
+    assert book.get(own_ask.id).amount_left == 10
+    assert (book.best_bid, book.best_ask) == (102, 100)
+    assert book.crossed
+    assert book.spread == -2
+    book.check_invariants()
+    # Another trader's bid still reaches the skipped ask.
+    result = book.submit(bid(100, 10, trader=3), NOW)
+    assert [(f.maker.id, f.amount) for f in result.fills] == [(own_ask.id, 10)]
+    book.check_invariants()
+
+
+def test_self_trade_skip_within_a_level_matches_the_next_order() -> None:
+    book = Book(MARKET)
+    own = ask(100, 5, trader=1)
+    other = ask(100, 5, trader=2)
+    book.submit(own, NOW)
+    book.submit(other, NOW)
+    result = book.submit(bid(100, 5, trader=1), NOW)
+    assert result.status is Status.FULL_MATCH
+    assert [f.maker.id for f in result.fills] == [other.id]
+    assert [o.id for o in book.orders()] == [own.id]
+    book.check_invariants()
+
+
+def test_cancel_partly_filled_order() -> None:
+    book = ladder()
+    book.submit(bid(96, 3, trader=3), NOW)
+    maker = next(iter(book.levels(Side.Ask)[0].orders.values()))
+    assert maker.amount_left == 7
+    cancelled = book.cancel(maker.id)
+    assert cancelled is maker
+    assert book.best_ask == 97
+    assert book.depth == (5, 4)
+    with pytest.raises(OrderNotFound):
+        book.get(maker.id)
+    with pytest.raises(OrderNotFound):
+        book.cancel(maker.id)
+    book.check_invariants()
+
+
+def test_expired_resting_order_is_passed_over_and_removed() -> None:
+    book = Book(MARKET)
+    short = ask(100, 10, trader=1, expiration=NOW + 10)
+    long = ask(101, 10, trader=2)
+    book.submit(short, NOW)
+    book.submit(long, NOW)
+    result = book.submit(bid(101, 10, trader=3), NOW + 10)
+    assert [(f.maker.id, f.price) for f in result.fills] == [(long.id, 101)]
+    assert short.id not in book
+    assert len(book) == 0
+    book.check_invariants()
+
+
+def test_expired_order_is_refused_on_entry() -> None:
+    book = Book(MARKET)
+    with pytest.raises(OrderExpired):
+        book.submit(bid(100, 1, expiration=NOW), NOW)
+    with pytest.raises(OrderExpired):
+        book.check_entry(bid(100, 1, expiration=NOW - 1), NOW)
+    assert len(book) == 0
+
+
+def test_sweep_expired_removes_only_what_expired() -> None:
+    book = Book(MARKET)
+    soon = bid(90, 1, expiration=NOW + 5)
+    later = bid(91, 1, expiration=NOW + 50)
+    book.submit(soon, NOW)
+    book.submit(later, NOW)
+    assert book.sweep_expired(NOW + 4) == []
+    assert book.sweep_expired(NOW + 5) == [soon]
+    assert [o.id for o in book.orders()] == [later.id]
+    book.cancel(later.id)
+    assert book.sweep_expired(NOW + 100) == []
+    book.check_invariants()
+
+
+def test_duplicate_id_is_refused_while_resting() -> None:
+    book = Book(MARKET)
+    order = bid(100, 5)
+    book.submit(order, NOW)
+    with pytest.raises(DuplicateOrder):
+        book.check_entry(order, NOW)
+    with pytest.raises(DuplicateOrder):
+        book.submit(order, NOW)
+    assert book.depth == (1, 0)
+    book.check_invariants()
+
+
+def test_order_for_another_market_is_refused() -> None:
+    book = Book(MARKET)
+    with pytest.raises(MarketMismatch):
+        book.submit(bid(100, 5, market="0x" + "33" * 20), NOW)
+    assert len(book) == 0
+
+
+def test_largest_amounts_and_prices_are_exact() -> None:
+    book = Book(MARKET)
+    maker = ask(MAX_UINT128, MAX_UINT128, trader=1)
+    book.submit(maker, NOW)
+    result = book.submit(bid(MAX_UINT128, MAX_UINT128 - 1, trader=2), NOW)
+    assert result.status is Status.FULL_MATCH
+    [fill] = result.fills
+    assert fill.amount == MAX_UINT128 - 1
+    assert fill.price == MAX_UINT128
+    assert book.get(maker.id).amount_left == 1
+    assert book.ltp == MAX_UINT128
+    book.check_invariants()
+
+
+def test_orders_of_a_user_in_acceptance_order() -> None:
+    book = ladder()
+    mine = [o.id for o in book.orders_of(user(2))]
+    assert len(mine) == 5
+    assert [book.get(i).price for i in mine] == [96, 97, 98, 99, 100]
+    assert book.orders_of(user(42)) == []
