@@ -82,14 +82,16 @@ class FakeExecutioner:
 
     # ------------------------------------------------------------ behaviour
 
-    def reject(self, message: str | None = "rejected", *, status: int = 400,
-               path: str = "check") -> None:
+    def reject(
+        self, message: str | None = "rejected", *, status: int = 400, path: str = "check"
+    ) -> None:
         """Answer every later request on `path` with `status`; no JSON body when message is None."""
         b = self._behaviour[path]
         b.reject_status, b.reject_message = status, message
 
-    def fail(self, times: int = 0, *, seconds: float = 0.0, status: int = 503,
-             path: str = "submit") -> None:
+    def fail(
+        self, times: int = 0, *, seconds: float = 0.0, status: int = 503, path: str = "submit"
+    ) -> None:
         """Answer `status` to the next `times` requests on `path`, and to all for `seconds`."""
         b = self._behaviour[path]
         b.fail_times = times
@@ -121,7 +123,8 @@ class FakeExecutioner:
     def bodies(self, path: str, *, status: int | None = None) -> list[Any]:
         """JSON bodies received on `path`, in order; only those answered `status` if given."""
         return [
-            r.body for r in self.received
+            r.body
+            for r in self.received
             if r.path == path and (status is None or (r.answered and r.status == status))
         ]
 
@@ -139,14 +142,15 @@ class FakeExecutioner:
         """Bodies of the /submit requests answered 2xx, in order."""
         return [r.body for r in self.submits if r.answered and 200 <= r.status < 300]
 
-    async def wait_for(self, path: str, count: int, *, status: int | None = None,
-                       timeout: float = 5.0) -> list[Any]:
+    async def wait_for(
+        self, path: str, count: int, *, status: int | None = None, timeout: float = 5.0
+    ) -> list[Any]:
         """Wait until `count` requests on `path` (answered `status`, if given) were recorded."""
+
         async def enough() -> None:
             async with self._changed:
-                await self._changed.wait_for(
-                    lambda: len(self.bodies(path, status=status)) >= count
-                )
+                await self._changed.wait_for(lambda: len(self.bodies(path, status=status)) >= count)
+
         await asyncio.wait_for(enough(), timeout)
         return self.bodies(path, status=status)
 
