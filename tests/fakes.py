@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 PATHS = ("check", "submit")
 
@@ -30,7 +31,7 @@ class Received:
 
     path: str
     body: Any
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, as HTTP headers are
     status: int
     answered: bool = False
 
@@ -167,7 +168,7 @@ class FakeExecutioner:
         except ValueError:
             body = raw.decode("utf-8", "replace")
         b = self._behaviour[path]
-        received = Received(path, body, dict(request.headers), self._status_for(b))
+        received = Received(path, body, CIMultiDict(request.headers), self._status_for(b))
         await self._record(received)
         if b.hang:
             await self._released.wait()
