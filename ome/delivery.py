@@ -62,7 +62,7 @@ class Outbox:
         base_delay: float = 1.0,
         max_delay: float = 10.0,
     ) -> None:
-        self._queue: deque[Pair] = deque(_checked(pair) for pair in pending)
+        self._queue: deque[Pair] = deque(parse_pair(pair) for pair in pending)
         self._wakeup = asyncio.Event()
         self._base_delay = base_delay
         self._max_delay = max_delay
@@ -142,7 +142,7 @@ class Outbox:
                 return
 
 
-def _checked(pair: Any) -> Pair:
+def parse_pair(pair: Any) -> Pair:
     """A pair read back from a dump; raise ValueError when it is not one."""
     if not isinstance(pair, dict) or not isinstance(pair.get("key"), str):
         raise ValueError(f"not an outbox pair: {pair!r:.80}")
