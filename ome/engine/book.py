@@ -145,6 +145,14 @@ class Book:
         levels = self._levels[side]
         return [levels[key] for key in sorted(levels)]
 
+    def in_arrival_order(self) -> Iterator[Order]:
+        """Every resting order in the order the book accepted it.
+
+        Resting again in this order rebuilds every level's queue and every index
+        exactly, which is what snapshots rely on.
+        """
+        return iter(self._orders.values())
+
     def orders(self) -> Iterator[Order]:
         """Every resting order: bids best-first, then asks best-first, each level in queue order."""
         for side in Side:
@@ -252,6 +260,10 @@ class Book:
         order.amount_left = remaining
         self._rest(order)
         return SubmitResult(Status.PARTIAL_MATCH if fills else Status.ADD, fills)
+
+    def restore(self, order: Order) -> None:
+        """Rest an order as it stood in a snapshot, without matching or checks."""
+        self._rest(order)
 
     def cancel(self, order_id: str) -> Order:
         """Remove a resting order and return it."""

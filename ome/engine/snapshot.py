@@ -3,13 +3,12 @@
 Format (version 1):
 
     {"version": 1,
-     "markets": [{"market": "0x…", "ltp": "96",
-                  "bids": [[order, …], …],   # levels best first, orders in queue order
-                  "asks": [[order, …], …]}, …]}
+     "markets": [{"market": "0x…", "ltp": "96", "orders": [order, …]}, …]}
 
-Orders are the wire order objects. Only the levels are stored; on load the
-indexes, depth and volumes are rebuilt by resting the orders again in queue
-order, every id is recomputed from the signed fields, and `check_invariants`
+Orders are the wire order objects, in the order the book accepted them. Within
+a price level that is its queue order, so resting them again in that order
+rebuilds every level, the id and user indexes, depth and volumes exactly. On
+load every id is recomputed from the signed fields and `check_invariants`
 must pass.
 """
 
@@ -32,23 +31,21 @@ def to_dict(exchange: Exchange) -> dict[str, Any]:
 
 def from_dict(data: Any) -> Exchange:
     """Rebuild an exchange; raise SnapshotError on anything malformed or inconsistent."""
-    if not isinstance(data, dict) or data.get("version") != VERSION:
-        version = data.get("version") if isinstance(data, dict) else None
+    version = data.get("version") if isinstance(data, dict) else None
+    if version != VERSION:
         raise SnapshotError(f"unsupported snapshot version {version!r}, expected {VERSION}")
     exchange = Exchange()
     try:
         for entry in data["markets"]:
             book = exchange.create(entry["market"])
             book.ltp = _uint(entry["ltp"])
-            for side, name in ((Side.Bid, "bids"), (Side.Ask, "asks")):
-                for level in entry[name]:
-                    for raw in level:
-                        order = _order_from_dict(raw)
-                        if order.side != side or order.target_tracer != book.market:
-                            raise SnapshotError(f"order {order.id} is filed under the wrong book")
-                        if order.id in book:
-                            raise SnapshotError(f"order {order.id} appears twice")
-                        book._rest(order)
+            for raw in entry["orders"]:
+                order = _order_from_dict(raw)
+                if order.target_tracer != book.market:
+                    raise SnapshotError(f"order {order.id} is filed under market {book.market}")
+                if order.id in book:
+                    raise SnapshotError(f"order {order.id} appears twice")
+                book.restore(order)
             book.check_invariants()
     except SnapshotError:
         raise
@@ -61,8 +58,7 @@ def _book_to_dict(book: Book) -> dict[str, Any]:
     return {
         "market": book.market,
         "ltp": str(book.ltp),
-        "bids": [[o.to_dict() for o in lvl.orders.values()] for lvl in book.levels(Side.Bid)],
-        "asks": [[o.to_dict() for o in lvl.orders.values()] for lvl in book.levels(Side.Ask)],
+        "orders": [order.to_dict() for order in book.in_arrival_order()],
     }
 
 
