@@ -1,0 +1,143 @@
+"""`python -m ome` and the `ome` console script: settings in, a running server, exit codes out.
+
+Exit status: 0 after a graceful stop (SIGTERM or SIGINT: stop accepting,
+finish the requests in flight, dump the state); 2 for a bad flag or
+environment value (one line on stderr); 1 when the service cannot start (an
+unusable dumpfile, left untouched; a port in use; an unreadable certificate).
+"""
+
+import asyncio
+import signal
+import ssl
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any, NoReturn
+
+import structlog
+from aiohttp import web
+
+from ome.api.app import create_app
+from ome.config import ConfigError, Settings, load_settings
+from ome.devexecutioner import address_of, start_dev_executioner
+from ome.logs import configure_logging
+from ome.persistence import DumpfileError
+
+try:
+    import uvloop
+except ImportError:  # uvloop does not build on Windows
+    uvloop = None  # type: ignore[assignment]
+
+# Well inside Kubernetes' default 30 s grace period, leaving time for the dump.
+SHUTDOWN_TIMEOUT = 10.0
+
+log = structlog.get_logger()
+
+
+class StartupError(Exception):
+    """The service cannot start; the message says why, for the operator."""
+
+
+def tls_context(settings: Settings) -> tuple[ssl.SSLContext | None, str]:
+    """The server's TLS context, or None and the reason for serving plain HTTP."""
+    if settings.force_no_tls:
+        return None, "TLS forced off"
+    missing = [
+        str(path)
+        for path in (settings.certificate_path, settings.private_key_path)
+        if not path.is_file()
+    ]
+    if missing:
+        return None, f"not found: {', '.join(missing)}"
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.certificate_path, settings.private_key_path)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(
+            f"cannot load certificate {settings.certificate_path} "
+            f"with key {settings.private_key_path}: {exc}"
+        ) from exc
+    return context, "certificate and key found"
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _request_stop, stop, signum)
+
+    dev_runner = None
+    if settings.dev:
+        dev_runner = await start_dev_executioner()
+        settings = settings.model_copy(update={"executioner_address": address_of(dev_runner)})
+    try:
+        context, reason = tls_context(settings)
+        runner = web.AppRunner(
+            create_app(settings),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
+        try:
+            # Setup enters the cleanup contexts, restoring the dump before the
+            # port is bound; cleanup after a failed setup closes what was opened.
+            await runner.setup()
+            site = web.TCPSite(runner, settings.listen, settings.port, ssl_context=context)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on {settings.listen}:{settings.port}: {exc.strerror or exc}"
+                ) from exc
+            if context is None:
+                log.warning("tls_disabled", reason=reason, serving="plain HTTP")
+            log.info(
+                "ome_started",
+                address=settings.listen,
+                port=runner.addresses[0][1],
+                tls=context is not None,
+                executioner=settings.executioner_address,
+                dumpfile=str(settings.dumpfile),
+                dev=settings.dev,
+            )
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+    finally:
+        if dev_runner is not None:
+            await dev_runner.cleanup()
+    log.info("ome_stopped")
+
+
+def _request_stop(stop: asyncio.Event, signum: int) -> None:
+    log.info("shutdown_requested", signal=signal.Signals(signum).name)
+    stop.set()
+
+
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    if uvloop is None:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
+def _fail(status: int, message: str) -> NoReturn:
+    print(f"ome: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(status)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        settings = load_settings(argv)
+    except ConfigError as exc:
+        _fail(2, str(exc))
+    configure_logging(settings.log_level)
+    try:
+        _run(serve(settings))
+    except (DumpfileError, StartupError) as exc:
+        log.error("startup_failed", reason=str(exc))
+        _fail(1, str(exc))
+
+
+if __name__ == "__main__":
+    main()
