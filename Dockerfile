@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# The OME image: the wheel is built in a throwaway stage so the runtime image
+# carries neither the sources nor the build tools, only the installed package.
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY ome ./ome
+RUN pip wheel --no-deps --no-cache-dir --wheel-dir /dist .
+
+FROM python:3.11-slim
+# A fixed numeric uid, so Kubernetes' runAsNonRoot can check it without
+# looking the name up, and so fsGroup/volume ownership lines up with it.
+RUN --mount=type=bind,from=build,source=/dist,target=/dist \
+    pip install --no-cache-dir /dist/tracer_ome-*.whl \
+    && groupadd --system --gid 10001 ome \
+    && useradd --system --uid 10001 --gid ome --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin ome \
+    && mkdir /data \
+    && chown ome:ome /data
+
+# TLS ends at the load balancer or ingress; the dump goes to the volume, not
+# to the container's throwaway layer. pip compiled the bytecode at install
+# time, so Python never needs to write next to its modules (read-only root).
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    OME_FORCE_NO_TLS=true \
+    OME_DUMPFILE=/data/omedump.json
+
+# A named volume copies this folder's ownership, so the non-root user can write.
+VOLUME ["/data"]
+WORKDIR /data
+USER 10001:10001
+EXPOSE 8989
+
+# Python's own urllib (the slim image has no curl, and none is added for this),
+# on the port the service itself resolved from the environment. urlopen raises
+# on anything but a 2xx answer, which fails the check.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; from ome.config import load_settings; urllib.request.urlopen(f'http://127.0.0.1:{load_settings([]).port}/', timeout=4)"]
+
+# Exec form: the service is PID 1 and gets SIGTERM itself, which is what makes
+# it finish in-flight requests and write the dump. Flags go after the image name.
+ENTRYPOINT ["ome"]
+CMD []

@@ -1,0 +1,61 @@
+"""The environment variable names in .env.example, the Dockerfile and the manifests are the
+ones ome.config reads, and .env.example states the values the image really runs with."""
+
+import re
+
+from ome.config import ENVIRONMENT, Settings, load_settings
+from tests.deploy.sources import (
+    DOCKERFILE,
+    ENV_EXAMPLE,
+    image_env,
+    read_env_file,
+    resource,
+)
+
+# The name operators should use for each setting is the first one config looks up.
+PRIMARY = {names[0]: field for field, names in ENVIRONMENT.items()}
+
+
+def test_env_example_is_a_valid_env_file() -> None:
+    assert read_env_file(ENV_EXAMPLE)
+
+
+def test_env_example_sets_every_setting_the_service_reads_by_its_primary_name() -> None:
+    assert {entry.key for entry in read_env_file(ENV_EXAMPLE)} == set(PRIMARY)
+
+
+def test_env_example_explains_each_variable_and_names_its_old_spelling() -> None:
+    for entry in read_env_file(ENV_EXAMPLE):
+        assert entry.comment, f"{entry.key} has no comment line above it"
+        for old in ENVIRONMENT[PRIMARY[entry.key]][1:]:
+            assert re.search(rf"\b{re.escape(old)}\b", entry.comment), (
+                f"the comment above {entry.key} does not mention {old}, which is also read"
+            )
+
+
+def test_env_example_values_are_the_images_effective_defaults() -> None:
+    env_file = {entry.key: entry.value for entry in read_env_file(ENV_EXAMPLE)}
+    assert load_settings([], environ=env_file) == load_settings([], environ=image_env())
+
+
+def test_env_example_differs_from_the_service_defaults_only_where_the_image_does() -> None:
+    from_file = load_settings([], environ={e.key: e.value for e in read_env_file(ENV_EXAMPLE)})
+    changed = {
+        field for field in ENVIRONMENT if getattr(from_file, field) != getattr(Settings(), field)
+    }
+    assert changed == {PRIMARY[name] for name in image_env() if name in PRIMARY}
+
+
+def test_dockerfile_mentions_only_variables_the_config_reads() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    mentioned = set(re.findall(r"\bOME_[A-Z_]+\b", text))
+    assert mentioned, "the Dockerfile sets no OME_ variable"
+    assert mentioned <= set(PRIMARY), f"unknown to ome.config: {mentioned - set(PRIMARY)}"
+    others = {name for name in image_env() if not name.startswith("PYTHON")}
+    assert others <= set(PRIMARY), f"unknown to ome.config: {others - set(PRIMARY)}"
+
+
+def test_deployment_sets_only_variables_the_config_reads() -> None:
+    container = resource("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    names = {item["name"] for item in container["env"]}
+    assert names <= set(PRIMARY), f"unknown to ome.config: {names - set(PRIMARY)}"
