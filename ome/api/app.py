@@ -1,0 +1,48 @@
+"""The application factory: wires settings, middlewares, routes and resources, nothing more.
+
+Resources live in `cleanup_ctx`, entered in this order and exited in reverse:
+the executioner client, then `ome.api.lifecycle.CONTEXTS` (engine state with
+its dump, the delivery task, the expiry sweep). aiohttp exits them after the
+requests in flight have finished, which is when the dump must be written.
+"""
+
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from ome.api.keys import CLOCK, EXECUTIONER, SETTINGS
+from ome.api.lifecycle import CONTEXTS
+from ome.api.middlewares import error_middleware, request_context
+from ome.api.routes import add_routes
+from ome.config import Settings
+from ome.executioner import ExecutionerClient
+
+MAX_BODY = 1024**2
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], int] | None = None,
+    executioner_timeout: float = 5.0,
+) -> web.Application:
+    """The OME as an aiohttp application; `clock` (unix seconds) lets tests move time."""
+    app = web.Application(middlewares=[request_context, error_middleware], client_max_size=MAX_BODY)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or _now
+    add_routes(app)
+
+    async def executioner(app: web.Application) -> AsyncIterator[None]:
+        client = ExecutionerClient(settings.executioner_address, timeout=executioner_timeout)
+        app[EXECUTIONER] = client
+        yield
+        await client.aclose()
+
+    app.cleanup_ctx.append(executioner)
+    app.cleanup_ctx.extend(CONTEXTS)
+    return app

@@ -1,0 +1,68 @@
+"""Every exception a request can raise, mapped to the HTTP status its client gets.
+
+One table, looked up along the exception's MRO so that the most specific
+entry wins. Every class of the engine's error tree has its own entry (a test
+walks `ome.engine.errors` to keep it so). Entries whose status is `None` take
+the status carried by the exception itself (aiohttp's HTTP exceptions: 404
+unknown route, 405 wrong method, 413 body too large). A class found nowhere
+is a bug: a logged 500 with a generic message.
+"""
+
+from aiohttp import web
+
+from ome.engine import (
+    DuplicateOrder,
+    EngineError,
+    MarketExists,
+    MarketMismatch,
+    OrderExpired,
+    OrderNotFound,
+    OrderRejected,
+    SnapshotError,
+    UnknownMarket,
+)
+from ome.executioner import ExecutionerError, ExecutionerRejected, ExecutionerUnavailable
+from ome.wire import InvalidRequest
+
+INTERNAL_ERROR = "Internal server error"
+
+STATUS: dict[type[BaseException], int | None] = {
+    EngineError: 400,
+    UnknownMarket: 404,
+    MarketExists: 409,
+    OrderNotFound: 404,
+    OrderRejected: 400,
+    MarketMismatch: 400,
+    OrderExpired: 400,
+    DuplicateOrder: 409,
+    # Only raised when restoring a dumpfile, never by a request: if it ever is, it is a bug.
+    SnapshotError: 500,
+    InvalidRequest: 400,
+    ExecutionerError: 503,
+    ExecutionerRejected: 400,
+    ExecutionerUnavailable: 503,
+    web.HTTPException: None,
+}
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status for `exc`; 500 when nothing in its MRO is in the table."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            status = STATUS[cls]
+            if status is None:
+                assert isinstance(exc, web.HTTPException)
+                return exc.status
+            return status
+    return 500
+
+
+def message_of(exc: BaseException, status: int) -> str:
+    """The text a client may see: the error's own message, never internals of a 500."""
+    if status >= 500 and not isinstance(exc, ExecutionerError):
+        return INTERNAL_ERROR
+    if isinstance(exc, web.HTTPException):
+        return exc.reason
+    if isinstance(exc, ExecutionerUnavailable):
+        return "Executioner unavailable"
+    return str(exc)

@@ -1,0 +1,128 @@
+"""The REST routes of API.md, one thin handler each: parse, call the engine, emit.
+
+Handlers raise and never catch; `middlewares.error_middleware` answers every
+failure. An order submission runs API.md's checks in its order: path and body
+(400), market (404), `book.check_entry` (target_tracer 400, expired 400,
+duplicate 409), the executioner's `/check` (400 / 503), then `book.submit`,
+which repeats the entry checks atomically because other requests ran during
+the await. The matched pairs go to the outbox, which delivers them after this
+answer is sent.
+"""
+
+import structlog
+from aiohttp import web
+
+from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX
+from ome.api.middlewares import ORDER, SUBMIT_ROUTE, json_response
+from ome.engine import Book, Fill, Order
+from ome.wire import (
+    book_json,
+    markets_json,
+    message,
+    orders_json,
+    parse_address,
+    parse_body,
+    parse_market_body,
+    parse_order,
+    parse_order_id,
+    submit_json,
+)
+
+log = structlog.get_logger("ome.api")
+
+
+def _book(request: web.Request) -> Book:
+    market = parse_address(request.match_info["market"], "market")
+    return request.app[EXCHANGE].get(market)
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response(message(200, "Healthy"))
+
+
+async def list_markets(request: web.Request) -> web.Response:
+    return json_response(markets_json(request.app[EXCHANGE].markets()))
+
+
+async def create_market(request: web.Request) -> web.Response:
+    market = parse_market_body(parse_body(await request.read()))
+    request.app[EXCHANGE].create(market)
+    log.info("market_created", market=market)
+    return json_response(message(201, "Market created"), 201)
+
+
+async def get_book(request: web.Request) -> web.Response:
+    return json_response(book_json(_book(request)))
+
+
+async def submit_order(request: web.Request) -> web.Response:
+    market = parse_address(request.match_info["market"], "market")
+    order = parse_order(parse_body(await request.read()))
+    request[ORDER] = order
+    app = request.app
+    book = app[EXCHANGE].get(market)
+    book.check_entry(order, app[CLOCK]())
+    await app[EXECUTIONER].check(order.to_dict())
+    result = book.submit(order, app[CLOCK]())
+    app[OUTBOX].add(result.fills)
+    _log_accepted(order, result.status.value, result.fills)
+    return json_response(submit_json(order, result))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    return json_response(orders_json(_book(request).orders()))
+
+
+async def get_order(request: web.Request) -> web.Response:
+    book = _book(request)
+    return json_response(book.get(parse_order_id(request.match_info["order_id"])).to_dict())
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    book = _book(request)
+    order = book.cancel(parse_order_id(request.match_info["order_id"]))
+    log.info("order_cancelled", market=book.market, order_id=order.id, user=order.user)
+    return json_response(message(200, "Order cancelled"))
+
+
+async def user_orders(request: web.Request) -> web.Response:
+    book = _book(request)
+    user = parse_address(request.match_info["user"], "user")
+    return json_response(orders_json(book.orders_of(user)))
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight; the headers themselves are added to every response by a middleware."""
+    return json_response(message(200, "OK"))
+
+
+def _log_accepted(order: Order, status: str, fills: list[Fill]) -> None:
+    market = order.target_tracer
+    log.info("order_accepted", market=market, order_id=order.id, user=order.user, status=status)
+    for fill in fills:
+        log.info(
+            "order_matched",
+            market=market,
+            maker=fill.maker.id,
+            taker=fill.taker.id,
+            maker_user=fill.maker.user,
+            taker_user=fill.taker.user,
+            price=str(fill.price),
+            amount=str(fill.amount),
+        )
+
+
+def add_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_get("/", health)
+    router.add_get("/book", list_markets)
+    router.add_post("/book", create_market)
+    router.add_get("/book/{market}", get_book)
+    router.add_post("/book/{market}/order", submit_order, name=SUBMIT_ROUTE)
+    router.add_get("/book/{market}/order", list_orders)
+    router.add_get("/book/{market}/order/{order_id}", get_order)
+    router.add_delete("/book/{market}/order/{order_id}", cancel_order)
+    router.add_get("/book/{market}/{user}", user_orders)
+    for resource in list(router.resources()):
+        assert isinstance(resource, web.Resource)
+        resource.add_route("OPTIONS", preflight)
