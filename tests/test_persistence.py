@@ -1,0 +1,135 @@
+"""The dumpfile round-trips the whole state and is replaced atomically."""
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ome.delivery import make_pair
+from ome.engine import Exchange, Order, Side
+from ome.engine.snapshot import to_dict
+from ome.persistence import DumpfileError, read_dump, write_dump
+
+MARKET = "0x" + "ab" * 20
+OTHER = "0x" + "cd" * 20
+SIGNATURE = "0x" + "ef" * 65
+NOW = 1_700_000_000
+
+
+def order(user: int, market: str, side: Side, price: int, amount: int, created: int) -> Order:
+    return Order.create(
+        user="0x" + f"{user:02x}" * 20,
+        target_tracer=market,
+        side=side,
+        price=price,
+        amount=amount,
+        expiration=NOW + 3600,
+        created=created,
+        signed_data=SIGNATURE,
+    )
+
+
+def busy_exchange() -> tuple[Exchange, list[dict[str, object]]]:
+    exchange = Exchange()
+    book = exchange.create(MARKET)
+    exchange.create(OTHER)
+    for i in range(6):
+        book.submit(order(1, MARKET, Side.Ask, 100 + i % 3, 10, NOW + i), NOW)
+        book.submit(order(2, MARKET, Side.Bid, 90 + i % 2, 10, NOW + i), NOW)
+    fills = book.submit(order(3, MARKET, Side.Bid, 101, 25, NOW), NOW).fills
+    pairs = [make_pair(fill) for fill in fills]
+    return exchange, pairs
+
+
+def test_round_trip_keeps_books_queues_ltp_and_pairs(tmp_path: Path) -> None:
+    exchange, pairs = busy_exchange()
+    path = tmp_path / "dump.json"
+    write_dump(path, exchange, pairs)
+
+    state = read_dump(path)
+    assert state is not None
+    assert to_dict(state.exchange) == to_dict(exchange)
+    assert state.exchange.get(MARKET).ltp == exchange.get(MARKET).ltp != 0
+    assert [o.id for o in state.exchange.get(MARKET).orders()] == [
+        o.id for o in exchange.get(MARKET).orders()
+    ]
+    assert state.outbox == pairs
+    document = orjson.loads(path.read_bytes())
+    assert document["version"] == 1
+    assert set(document) == {"version", "exchange", "outbox"}
+
+
+def test_missing_file_means_nothing_to_restore(tmp_path: Path) -> None:
+    assert read_dump(tmp_path / "absent.json") is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"",
+        b"[]",
+        b'{"version": 2, "exchange": {}, "outbox": []}',
+        b'{"version": 1, "exchange": {"version": 1, "markets": [{"market": 5}]}, "outbox": []}',
+        b'{"version": 1, "exchange": {"version": 1, "markets": []}, "outbox": [{"key": 1}]}',
+        b'{"version": 1, "exchange": {"version": 1, "markets": []}, "outbox": {}}',
+    ],
+)
+def test_unusable_file_is_named_and_left_alone(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.json"
+    path.write_bytes(content)
+    with pytest.raises(DumpfileError, match="broken.json"):
+        read_dump(path)
+    assert path.read_bytes() == content
+
+
+def test_unreadable_path_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    with pytest.raises(DumpfileError, match="a_folder"):
+        read_dump(folder)
+
+
+def test_write_replaces_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "dump.json"
+    path.write_bytes(b"old")
+    exchange, pairs = busy_exchange()
+    write_dump(path, exchange, pairs)
+    assert read_dump(path) is not None
+    assert os.listdir(tmp_path) == ["dump.json"]
+
+
+def test_crash_before_rename_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "dump.json"
+    old_exchange, old_pairs = busy_exchange()
+    write_dump(path, old_exchange, old_pairs)
+    before = path.read_bytes()
+
+    def crash(src: str, dst: str) -> None:
+        raise OSError("simulated crash before rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated"):
+        write_dump(path, Exchange(), [])
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["dump.json"]
+
+
+def test_crash_while_writing_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "dump.json"
+    write_dump(path, *busy_exchange())
+    before = path.read_bytes()
+
+    def crash(fd: int) -> None:
+        raise OSError("simulated disk failure")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="simulated"):
+        write_dump(path, Exchange(), [])
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["dump.json"]
