@@ -79,7 +79,7 @@ def test_missing_file_means_nothing_to_restore(tmp_path: Path) -> None:
 def test_unusable_file_is_named_and_left_alone(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "broken.json"
     path.write_bytes(content)
-    with pytest.raises(DumpfileError, match="broken.json"):
+    with pytest.raises(DumpfileError, match=r"broken\.json"):
         read_dump(path)
     assert path.read_bytes() == content
 
