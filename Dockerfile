@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The OME image: the wheel is built in a throwaway stage so the runtime image
 # carries neither the sources nor the build tools, only the installed package.
 
@@ -9,10 +8,13 @@ COPY ome ./ome
 RUN pip wheel --no-deps --no-cache-dir --wheel-dir /dist .
 
 FROM python:3.11-slim
+# Copied rather than bind-mounted so the classic builder works too; the wheel
+# is a few dozen kilobytes.
+COPY --from=build /dist /dist
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can check it without
 # looking the name up, and so fsGroup/volume ownership lines up with it.
-RUN --mount=type=bind,from=build,source=/dist,target=/dist \
-    pip install --no-cache-dir /dist/tracer_ome-*.whl \
+RUN pip install --no-cache-dir /dist/tracer_ome-*.whl \
+    && rm -r /dist \
     && groupadd --system --gid 10001 ome \
     && useradd --system --uid 10001 --gid ome --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin ome \
