@@ -181,11 +181,11 @@ def address_of(runner: web.AppRunner) -> str:
 
 
 async def _serve(host: str, port: int) -> None:
-    runner = await start_dev_executioner(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    runner = await start_dev_executioner(host, port)
     try:
         await stop.wait()
     finally:

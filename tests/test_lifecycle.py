@@ -1,0 +1,385 @@
+"""The real entry point as operators run it: start, serve, stop on a signal, dump, restore.
+
+Each test starts `python -m ome` as a subprocess on 127.0.0.1 with port 0
+(the bound port is read from the `ome_started` log event), talks to it over
+HTTP, and sends it real signals. The executioner is the fake one from
+tests/fakes.py, running in the test's own event loop.
+"""
+
+import asyncio
+import json
+import os
+import random
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+
+from ome.persistence import read_dump
+from tests.fakes import FakeExecutioner
+
+REPO = Path(__file__).resolve().parents[1]
+MARKET = "0x" + "5a" * 20
+SIGNATURE = "0x" + "cd" * 65
+START_TIMEOUT = 20.0
+
+
+class Ome:
+    """One `python -m ome` process; stdout (JSON log lines) and stderr go to files."""
+
+    def __init__(self, folder: Path, *args: str, name: str = "ome") -> None:
+        self.folder = folder
+        self.stdout_path = folder / f"{name}.out"
+        self.stderr_path = folder / f"{name}.err"
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        for variable in list(env):
+            if variable.startswith("OME_") or variable in ("port", "address", "RUST_LOG"):
+                del env[variable]
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ome", "-l", "127.0.0.1", "-p", "0", *args],
+                cwd=folder,
+                env=env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
+        self.url = ""
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        lines = self.stdout_path.read_text().splitlines()
+        events = [json.loads(line) for line in lines if line.startswith("{")]
+        return [e for e in events if name is None or e["event"] == name]
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    async def started(self, *, scheme: str = "http") -> "Ome":
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            started = self.events("ome_started")
+            if started:
+                self.url = f"{scheme}://127.0.0.1:{started[0]['port']}"
+                return self
+            if self.process.poll() is not None:
+                pytest.fail(f"ome exited with {self.process.returncode}: {self.stderr}")
+            await asyncio.sleep(0.05)
+        pytest.fail("ome did not start in time")
+
+    async def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        return await self.exited()
+
+    async def exited(self, timeout: float = START_TIMEOUT) -> int:
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                self.process.kill()
+                pytest.fail("ome did not exit in time")
+            await asyncio.sleep(0.05)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def processes() -> Any:
+    started: list[Ome] = []
+    yield started
+    for ome in started:
+        ome.kill()
+
+
+def order_body(user: int, side: str, price: int, amount: int, created: int, **extra: Any) -> Any:
+    return {
+        "user": f"0x{user:040x}",
+        "target_tracer": MARKET,
+        "side": side,
+        "price": str(price),
+        "amount": str(amount),
+        "expiration": str(int(time.time()) + 3600),
+        "created": str(created),
+        "signed_data": SIGNATURE,
+        **extra,
+    }
+
+
+async def create_market(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.post(f"{url}/book", json={"market": MARKET}) as response:
+        assert response.status == 201
+
+
+async def get_book(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(f"{url}/book/{MARKET}") as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def trader(url: str, user: int, acked: list[tuple[Any, Any]], failures: list[int]) -> None:
+    """Posts orders over one keep-alive connection until the server goes away."""
+    rng = random.Random(user)
+    created = 0
+    async with aiohttp.ClientSession() as session:
+        while True:
+            created += 1
+            if rng.random() < 0.5:
+                body = order_body(user, "Bid", rng.randint(97, 101), rng.randint(1, 5), created)
+            else:
+                body = order_body(user, "Ask", rng.randint(100, 104), rng.randint(1, 5), created)
+            try:
+                async with session.post(f"{url}/book/{MARKET}/order", json=body) as response:
+                    data = await response.json()
+            except (aiohttp.ClientError, OSError):
+                return
+            if response.status == 200:
+                acked.append((body, data))
+            else:
+                failures.append(response.status)
+
+
+async def test_sigterm_under_load_keeps_every_acknowledged_order_and_pair(
+    tmp_path: Path, fake_executioner: FakeExecutioner, processes: list[Ome]
+) -> None:
+    dumpfile = tmp_path / "state.json"
+    fake_executioner.fail(seconds=120)
+    first = Ome(tmp_path, "--executioner_address", fake_executioner.url, "--dumpfile", "state.json")
+    processes.append(first)
+    await first.started()
+    async with aiohttp.ClientSession() as session:
+        await create_market(session, first.url)
+
+    acked: list[tuple[Any, Any]] = []
+    failures: list[int] = []
+    traders = [asyncio.create_task(trader(first.url, user, acked, failures)) for user in (1, 2, 3)]
+    while len(acked) < 150 or not fake_executioner.submits:
+        assert not any(t.done() for t in traders), failures
+        await asyncio.sleep(0.01)
+    assert await first.stop(signal.SIGTERM) == 0
+    await asyncio.gather(*traders)
+    assert failures == []
+
+    # What the clients were told is exactly what was dumped.
+    left: dict[str, int] = {}
+    fills: list[tuple[str, str]] = []
+    for body, data in acked:
+        left[data["id"]] = int(body["amount"])
+    for _, data in acked:
+        for fill in data["fills"]:
+            left[fill["maker"]] -= int(fill["amount"])
+            left[fill["taker"]] -= int(fill["amount"])
+            fills.append((fill["maker"], fill["taker"]))
+    state = read_dump(dumpfile)
+    assert state is not None
+    resting = {o.id: o.amount_left for o in state.exchange.get(MARKET).orders()}
+    assert resting == {order: amount for order, amount in left.items() if amount > 0}
+    assert fills, "the load should cross some orders"
+    pending = [(p["maker"]["id"], p["taker"]["id"]) for p in state.outbox]
+    assert Counter(pending) == Counter(fills)
+    tried_keys = {r.headers["Idempotency-Key"] for r in fake_executioner.submits}
+    assert tried_keys == {state.outbox[0]["key"]}
+
+    # After a restart the same book is served and the pairs are delivered, in order.
+    fake_executioner.reset()
+    second = Ome(
+        tmp_path,
+        "--executioner_address", fake_executioner.url, "--dumpfile", "state.json",
+        name="ome2",
+    )  # fmt: skip
+    processes.append(second)
+    await second.started()
+    async with aiohttp.ClientSession() as session:
+        book = await get_book(session, second.url)
+    served = {o["id"]: int(o["amount_left"]) for lvl in book["bids"].values() for o in lvl}
+    served |= {o["id"]: int(o["amount_left"]) for lvl in book["asks"].values() for o in lvl}
+    assert served == resting
+    delivered = await fake_executioner.wait_delivered(len(state.outbox), timeout=20)
+    assert delivered == [{"maker": p["maker"], "taker": p["taker"]} for p in state.outbox]
+    keys = [r.headers["Idempotency-Key"] for r in fake_executioner.submits if r.status == 200]
+    assert keys == [p["key"] for p in state.outbox]
+
+    assert await second.stop(signal.SIGTERM) == 0
+    final = read_dump(dumpfile)
+    assert final is not None and final.outbox == []
+
+
+async def test_sigint_dumps_and_restart_serves_the_identical_book(
+    tmp_path: Path, fake_executioner: FakeExecutioner, processes: list[Ome]
+) -> None:
+    fake_executioner.fail(seconds=120)
+    args = ("--executioner_address", fake_executioner.url, "--dumpfile", "dump.json")
+    first = Ome(tmp_path, *args)
+    processes.append(first)
+    await first.started()
+    async with aiohttp.ClientSession() as session:
+        await create_market(session, first.url)
+        for user, side, price, amount in [
+            (1, "Ask", 105, 3), (1, "Ask", 103, 2), (2, "Ask", 103, 4),
+            (3, "Bid", 99, 5), (4, "Bid", 100, 1), (5, "Bid", 104, 4),
+        ]:  # fmt: skip
+            body = order_body(user, side, price, amount, 1)
+            async with session.post(f"{first.url}/book/{MARKET}/order", json=body) as response:
+                assert response.status == 200
+        before = await get_book(session, first.url)
+        async with session.get(f"{first.url}/book") as response:
+            markets = await response.json()
+    await fake_executioner.wait_for("submit", 1)
+    assert before["ltp"] == "103"
+    assert await first.stop(signal.SIGINT) == 0
+
+    fake_executioner.reset()
+    second = Ome(tmp_path, *args, name="ome2")
+    processes.append(second)
+    await second.started()
+    async with aiohttp.ClientSession() as session:
+        assert await get_book(session, second.url) == before
+        async with session.get(f"{second.url}/book") as response:
+            assert await response.json() == markets
+    delivered = await fake_executioner.wait_delivered(2)
+    assert [(p["maker"]["price"], p["taker"]["amount_left"]) for p in delivered] == [
+        ("103", "2"),
+        ("103", "0"),
+    ]
+    assert await second.stop(signal.SIGINT) == 0
+
+
+async def test_corrupt_dumpfile_exits_1_and_is_left_untouched(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    dumpfile = tmp_path / "broken-dump.json"
+    content = b'{"version": 1, "exchange": {"markets": ['
+    dumpfile.write_bytes(content)
+    ome = Ome(tmp_path, "--dumpfile", str(dumpfile), "--executioner_address", "http://127.0.0.1:9")
+    processes.append(ome)
+    assert await ome.exited() == 1
+    assert "broken-dump.json" in ome.stderr
+    assert len(ome.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in ome.stderr + ome.stdout_path.read_text()
+    assert dumpfile.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken-dump.json", "ome.err", "ome.out"]
+
+
+async def test_port_in_use_exits_1(tmp_path: Path, processes: list[Ome]) -> None:
+    first = Ome(tmp_path, "--dumpfile", "a.json", name="first")
+    processes.append(first)
+    await first.started()
+    port = first.url.rsplit(":", 1)[1]
+    second = Ome(tmp_path, "--dumpfile", "b.json", "-p", port, name="second")
+    processes.append(second)
+    assert await second.exited() == 1
+    assert f"127.0.0.1:{port}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert await first.stop() == 0
+
+
+async def test_missing_certificate_serves_plain_http_and_says_why_once(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    ome = Ome(tmp_path, "--certificate_path", "nope.pem", "--private_key_path", "nope.key")
+    processes.append(ome)
+    await ome.started()
+    async with aiohttp.ClientSession() as session, session.get(ome.url) as response:
+        assert await response.json() == {"status": 200, "message": "Healthy"}
+    (warning,) = ome.events("tls_disabled")
+    assert "nope.pem" in warning["reason"] and "nope.key" in warning["reason"]
+    assert ome.events("ome_started")[0]["tls"] is False
+    assert await ome.stop() == 0
+
+
+def write_certificate(folder: Path) -> ssl.SSLContext:
+    """A certificate for 127.0.0.1 in cert.pem / pkey.secret; the client context trusting it."""
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1")
+    issued.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    issued.private_key_pem.write_to_path(str(folder / "pkey.secret"))
+    client = ssl.create_default_context()
+    authority.configure_trust(client)
+    return client
+
+
+async def test_certificate_and_key_present_serve_tls(tmp_path: Path, processes: list[Ome]) -> None:
+    client_context = write_certificate(tmp_path)
+    ome = Ome(tmp_path)
+    processes.append(ome)
+    await ome.started(scheme="https")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(ome.url, ssl=client_context) as response,
+    ):
+        assert await response.json() == {"status": 200, "message": "Healthy"}
+    assert ome.events("tls_disabled") == []
+    assert ome.events("ome_started")[0]["tls"] is True
+    assert await ome.stop() == 0
+
+
+async def test_force_no_tls_wins_over_present_certificate(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    write_certificate(tmp_path)
+    ome = Ome(tmp_path, "--force-no-tls")
+    processes.append(ome)
+    await ome.started()
+    async with aiohttp.ClientSession() as session, session.get(ome.url) as response:
+        assert response.status == 200
+    (warning,) = ome.events("tls_disabled")
+    assert "forced" in warning["reason"]
+    assert await ome.stop() == 0
+
+
+async def test_dev_mode_matches_and_settles_with_the_embedded_executioner(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    ome = Ome(tmp_path, "--dev")
+    processes.append(ome)
+    await ome.started()
+    async with aiohttp.ClientSession() as session:
+        await create_market(session, ome.url)
+        url = f"{ome.url}/book/{MARKET}/order"
+        async with session.post(url, json=order_body(1, "Ask", 100, 5, 1)) as response:
+            ask = await response.json()
+        async with session.post(url, json=order_body(2, "Bid", 101, 2, 1)) as response:
+            bid = await response.json()
+    assert bid["message"] == "FullMatch"
+    deadline = time.monotonic() + 5
+    while not ome.events("pair_settled") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    (settled,) = ome.events("pair_settled")
+    assert (settled["maker"], settled["taker"]) == (ask["id"], bid["id"])
+    assert settled["market"] == MARKET
+    assert ome.events("ome_started")[0]["executioner"].startswith("http://127.0.0.1:")
+    assert await ome.stop() == 0
+
+
+def test_devexecutioner_runs_alone() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ome.devexecutioner", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        started = json.loads(process.stdout.readline())
+        assert started["event"] == "dev_executioner_started"
+        assert started["url"].startswith("http://127.0.0.1:")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        process.stderr.close()
