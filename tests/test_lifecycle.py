@@ -3,7 +3,8 @@
 Each test starts `python -m ome` as a subprocess on 127.0.0.1 with port 0
 (the bound port is read from the `ome_started` log event), talks to it over
 HTTP, and sends it real signals. The executioner is the fake one from
-tests/fakes.py, running in the test's own event loop.
+tests/fakes.py, running in the test's own event loop. The last tests run the
+app in process, with a clock they move, for what needs time to pass.
 """
 
 import asyncio
@@ -22,8 +23,12 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
+from pytest_aiohttp import AiohttpClient
 
-from ome.persistence import read_dump
+from ome.api.app import create_app
+from ome.config import Settings
+from ome.engine import Exchange, Order, Side
+from ome.persistence import read_dump, write_dump
 from tests.fakes import FakeExecutioner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -383,3 +388,73 @@ def test_devexecutioner_runs_alone() -> None:
         assert process.stdout is not None and process.stderr is not None
         process.stdout.close()
         process.stderr.close()
+
+
+# ---------------------------------------------------------------- in process
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def resting_order(user: int, side: Side, price: int, expiration: int) -> Order:
+    return Order.create(
+        user=f"0x{user:040x}",
+        target_tracer=MARKET,
+        side=side,
+        price=price,
+        amount=5,
+        expiration=expiration,
+        created=1,
+        signed_data=SIGNATURE,
+    )
+
+
+async def test_expiry_sweep_removes_orders_when_nothing_trades(
+    tmp_path: Path, fake_executioner: FakeExecutioner, aiohttp_client: AiohttpClient
+) -> None:
+    clock = Clock(1_700_000_000)
+    settings = Settings(port=0, executioner_address=fake_executioner.url, dumpfile=tmp_path / "d")
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    assert (await client.post("/book", json={"market": MARKET})).status == 201
+    body = order_body(1, "Bid", 100, 5, 1, expiration=str(clock.now + 10))
+    response = await client.post(f"/book/{MARKET}/order", json=body)
+    order = (await response.json())["id"]
+    assert (await client.get(f"/book/{MARKET}/order/{order}")).status == 200
+
+    clock.now += 10
+    deadline = time.monotonic() + 2
+    while (await client.get(f"/book/{MARKET}/order/{order}")).status == 200:
+        assert time.monotonic() < deadline, "the sweep did not remove the expired order"
+        await asyncio.sleep(0.05)
+    book = await (await client.get(f"/book/{MARKET}")).json()
+    assert book["bids"] == {} and book["depth"] == [0, 0]
+
+
+async def test_restore_drops_expired_orders_and_shutdown_dumps(
+    tmp_path: Path, fake_executioner: FakeExecutioner, aiohttp_client: AiohttpClient
+) -> None:
+    now = 1_700_000_000
+    exchange = Exchange()
+    book = exchange.create(MARKET)
+    kept = resting_order(1, Side.Bid, 90, now + 100)
+    gone = resting_order(2, Side.Ask, 110, now + 5)
+    for order in (kept, gone):
+        book.submit(order, now)
+    dumpfile = tmp_path / "dump.json"
+    write_dump(dumpfile, exchange, [])
+
+    settings = Settings(port=0, executioner_address=fake_executioner.url, dumpfile=dumpfile)
+    client = await aiohttp_client(create_app(settings, clock=Clock(now + 5)))
+    served = await (await client.get(f"/book/{MARKET}")).json()
+    assert [o["id"] for level in served["bids"].values() for o in level] == [kept.id]
+    assert served["asks"] == {}
+
+    await client.close()
+    state = read_dump(dumpfile)
+    assert state is not None
+    assert [o.id for o in state.exchange.get(MARKET).orders()] == [kept.id]

@@ -1,0 +1,95 @@
+"""Log output: JSON lines off a terminal, at the configured level, with bound context.
+
+Logging is process-wide state, so each case runs in a fresh interpreter.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(level: str, body: str) -> list[str]:
+    script = textwrap.dedent(
+        f"""
+        import logging
+        import structlog
+        from ome.logs import configure_logging
+        configure_logging({level!r})
+        log = structlog.get_logger()
+        """
+    ) + textwrap.dedent(body)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stderr == ""
+    return result.stdout.splitlines()
+
+
+def test_json_lines_with_level_timestamp_and_fields() -> None:
+    (line,) = run("info", 'log.info("order_accepted", market="0xab", amount=5)')
+    event = json.loads(line)
+    assert event["event"] == "order_accepted"
+    assert event["level"] == "info"
+    assert event["market"] == "0xab" and event["amount"] == 5
+    assert event["timestamp"].endswith("Z")
+
+
+def test_events_below_the_level_are_dropped() -> None:
+    lines = run(
+        "warning",
+        """
+        log.debug("hidden_debug")
+        log.info("hidden_info")
+        log.warning("shown_warning")
+        log.error("shown_error")
+        """,
+    )
+    assert [json.loads(line)["event"] for line in lines] == ["shown_warning", "shown_error"]
+
+
+def test_rust_log_style_level_is_understood() -> None:
+    lines = run("trace", 'log.debug("shown_debug")')
+    assert json.loads(lines[0])["event"] == "shown_debug"
+
+
+def test_bound_context_variables_are_merged() -> None:
+    (line,) = run(
+        "info",
+        """
+        structlog.contextvars.bind_contextvars(request_id="r-1")
+        log.info("order_cancelled")
+        """,
+    )
+    assert json.loads(line)["request_id"] == "r-1"
+
+
+def test_exceptions_are_one_json_line() -> None:
+    (line,) = run(
+        "info",
+        """
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            log.exception("unexpected_error")
+        """,
+    )
+    event = json.loads(line)
+    assert event["level"] == "error"
+    assert "ZeroDivisionError" in event["exception"]
+
+
+def test_library_records_join_the_same_stream() -> None:
+    (line,) = run("info", 'logging.getLogger("aiohttp.server").error("boom %s", 7)')
+    event = json.loads(line)
+    assert event["logger"] == "aiohttp.server"
+    assert event["message"] == "boom 7"
+    assert event["level"] == "error"
