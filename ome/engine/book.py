@@ -58,6 +58,13 @@ class SubmitResult(NamedTuple):
     fills: list[Fill]
 
 
+_ADD, _PARTIAL_MATCH, _FULL_MATCH = Status.ADD, Status.PARTIAL_MATCH, Status.FULL_MATCH
+_BID = Side.Bid
+# Builds a NamedTuple without the call overhead of its generated __new__; the
+# hot path creates one per submit and one per fill.
+_new = tuple.__new__
+
+
 class PriceLevel:
     """The orders resting at one price, in time priority, and their total amount left."""
 
@@ -75,7 +82,8 @@ class Book:
     __slots__ = (
         "_by_user",
         "_depth",
-        "_expiry",
+        "_expiring",
+        "_expiry_heap",
         "_heaps",
         "_levels",
         "_orders",
@@ -92,7 +100,10 @@ class Book:
         self._depth = [0, 0]
         self._orders: dict[str, Order] = {}
         self._by_user: dict[str, dict[str, Order]] = {}
-        self._expiry: list[tuple[int, str]] = []
+        # Expiration -> the orders expiring then, and a heap of those expirations
+        # (removed lazily, like the price heaps).
+        self._expiring: dict[int, dict[str, Order]] = {}
+        self._expiry_heap: list[int] = []
 
     # ------------------------------------------------------------------ reads
 
@@ -180,86 +191,22 @@ class Book:
             raise MarketMismatch(order.target_tracer, self.market)
         if order.expiration <= now:
             raise OrderExpired(order.expiration, now)
-        orders = self._orders
-        if order.id in orders:
+        if order.id in self._orders:
             raise DuplicateOrder(order.id)
-
-        side = order.side
-        opposite = 1 - side
-        heap = self._heaps[opposite]
-        levels = self._levels[opposite]
-        limit = order.price if side == Side.Bid else -order.price
-        remaining = order.amount_left
-        user = order.user
-        fills: list[Fill] = []
-
+        if order.side is _BID:
+            limit = order.price
+            heap = self._heaps[1]
+        else:
+            limit = -order.price
+            heap = self._heaps[0]
         if heap and heap[0] <= limit:
-            depth = self._depth
-            by_user = self._by_user
-            passed_over: list[int] = []
-            while heap:
-                key = heap[0]
-                if key > limit:
-                    break
-                level = levels.get(key)
-                if level is None:
-                    heappop(heap)
-                    continue
-                level_orders = level.orders
-                price = level.price
-                gone: list[Order] = []
-                traded = 0
-                for maker in level_orders.values():
-                    if maker.expiration <= now:
-                        gone.append(maker)
-                        continue
-                    if maker.user == user:
-                        continue
-                    left = maker.amount_left
-                    if left <= remaining:
-                        remaining -= left
-                        traded += left
-                        maker.amount_left = 0
-                        gone.append(maker)
-                        fills.append(Fill(maker, order, price, left, 0, remaining))
-                    else:
-                        maker.amount_left = left - remaining
-                        traded += remaining
-                        fills.append(Fill(maker, order, price, remaining, left - remaining, 0))
-                        remaining = 0
-                    if not remaining:
-                        break
-                if traded:
-                    self.ltp = price
-                    level.volume -= traded
-                for maker in gone:
-                    del level_orders[maker.id]
-                    del orders[maker.id]
-                    mine = by_user[maker.user]
-                    del mine[maker.id]
-                    if not mine:
-                        del by_user[maker.user]
-                    level.volume -= maker.amount_left
-                depth[opposite] -= len(gone)
-                if not level_orders:
-                    del levels[key]
-                    heappop(heap)
-                elif remaining:
-                    # Only the taker's own orders are left here: look past this level.
-                    passed_over.append(heappop(heap))
-                if not remaining:
-                    break
-            for key in passed_over:
-                heappush(heap, key)
-            while heap and heap[0] not in levels:
-                heappop(heap)
-
-        if not remaining:
-            order.amount_left = 0
-            return SubmitResult(Status.FULL_MATCH, fills)
-        order.amount_left = remaining
+            fills = self._take(order, heap, limit, now)
+            if not order.amount_left:
+                return _new(SubmitResult, (_FULL_MATCH, fills))
+            self._rest(order)
+            return _new(SubmitResult, (_PARTIAL_MATCH if fills else _ADD, fills))
         self._rest(order)
-        return SubmitResult(Status.PARTIAL_MATCH if fills else Status.ADD, fills)
+        return _new(SubmitResult, (_ADD, []))
 
     def restore(self, order: Order) -> None:
         """Rest an order as it stood in a snapshot, without matching or checks."""
@@ -275,65 +222,152 @@ class Book:
 
     def sweep_expired(self, now: int) -> list[Order]:
         """Remove every resting order with expiration <= now; O(1) when there is none."""
-        expiry = self._expiry
+        heap = self._expiry_heap
         removed: list[Order] = []
-        orders = self._orders
-        while expiry and expiry[0][0] <= now:
-            _, order_id = heappop(expiry)
-            order = orders.get(order_id)
-            if order is not None and order.expiration <= now:
-                self._remove(order)
-                removed.append(order)
+        while heap and heap[0] <= now:
+            bucket = self._expiring.get(heappop(heap))
+            if bucket:
+                expired = list(bucket.values())
+                for order in expired:
+                    self._remove(order)
+                removed.extend(expired)
         return removed
 
     # -------------------------------------------------------------- internals
 
+    def _take(self, taker: Order, heap: list[int], limit: int, now: int) -> list[Fill]:
+        """Trade `taker` against the opposite side's levels with keys up to `limit`."""
+        opposite = 1 - taker.side
+        levels = self._levels[opposite]
+        remaining = taker.amount_left
+        user = taker.user
+        fills: list[Fill] = []
+        passed_over: list[int] = []
+        while heap:
+            key = heap[0]
+            if key > limit:
+                break
+            level = levels.get(key)
+            if level is None:
+                heappop(heap)
+                continue
+            level_orders = level.orders
+            price = level.price
+            gone: list[Order] = []
+            traded = 0
+            for maker in level_orders.values():
+                if maker.expiration <= now:
+                    gone.append(maker)
+                    continue
+                if maker.user == user:
+                    continue
+                left = maker.amount_left
+                if left <= remaining:
+                    remaining -= left
+                    traded += left
+                    maker.amount_left = 0
+                    gone.append(maker)
+                    fills.append(_new(Fill, (maker, taker, price, left, 0, remaining)))
+                    if not remaining:
+                        break
+                else:
+                    maker.amount_left = left - remaining
+                    traded += remaining
+                    fills.append(_new(Fill, (maker, taker, price, remaining, left - remaining, 0)))
+                    remaining = 0
+                    break
+            if traded:
+                self.ltp = price
+                level.volume -= traded
+            if gone:
+                for maker in gone:
+                    del level_orders[maker.id]
+                    level.volume -= maker.amount_left
+                    self._forget(maker)
+                self._depth[opposite] -= len(gone)
+                if not level_orders:
+                    del levels[key]
+                    heappop(heap)
+                    if not remaining:
+                        break
+                    continue
+            if not remaining:
+                break
+            # Only the taker's own orders are left at this level: look past it.
+            passed_over.append(heappop(heap))
+        for key in passed_over:
+            heappush(heap, key)
+        while heap and heap[0] not in levels:
+            heappop(heap)
+        taker.amount_left = remaining
+        return fills
+
     def _rest(self, order: Order) -> None:
-        side = order.side
-        key = -order.price if side == Side.Bid else order.price
+        oid = order.id
+        price = order.price
+        if order.side is _BID:
+            side = 0
+            key = -price
+        else:
+            side = 1
+            key = price
         levels = self._levels[side]
         level = levels.get(key)
         if level is None:
-            level = levels[key] = PriceLevel(order.price)
+            level = levels[key] = PriceLevel(price)
             heap = self._heaps[side]
             heappush(heap, key)
             if len(heap) > _COMPACT_FACTOR * len(levels) + _COMPACT_SLACK:
                 heap[:] = levels
                 heapify(heap)
-        oid = order.id
         level.orders[oid] = order
         level.volume += order.amount_left
         self._orders[oid] = order
         mine = self._by_user.get(order.user)
         if mine is None:
-            mine = self._by_user[order.user] = {}
-        mine[oid] = order
+            self._by_user[order.user] = {oid: order}
+        else:
+            mine[oid] = order
         self._depth[side] += 1
-        expiry = self._expiry
-        heappush(expiry, (order.expiration, oid))
-        if len(expiry) > _COMPACT_FACTOR * len(self._orders) + _COMPACT_SLACK:
-            expiry[:] = [(o.expiration, i) for i, o in self._orders.items()]
-            heapify(expiry)
+        expiration = order.expiration
+        bucket = self._expiring.get(expiration)
+        if bucket is None:
+            self._expiring[expiration] = {oid: order}
+            heap = self._expiry_heap
+            heappush(heap, expiration)
+            if len(heap) > _COMPACT_FACTOR * len(self._expiring) + _COMPACT_SLACK:
+                heap[:] = self._expiring
+                heapify(heap)
+        else:
+            bucket[oid] = order
 
     def _remove(self, order: Order) -> None:
         side = order.side
-        key = -order.price if side == Side.Bid else order.price
+        key = -order.price if side is _BID else order.price
         levels = self._levels[side]
         level = levels[key]
-        oid = order.id
-        del level.orders[oid]
+        del level.orders[order.id]
         level.volume -= order.amount_left
         if not level.orders:
             del levels[key]
             heap = self._heaps[side]
             while heap and heap[0] not in levels:
                 heappop(heap)
+        self._depth[side] -= 1
+        self._forget(order)
+
+    def _forget(self, order: Order) -> None:
+        """Drop an order that has left its level from the id, user and expiry indexes."""
+        oid = order.id
         del self._orders[oid]
         mine = self._by_user[order.user]
         del mine[oid]
         if not mine:
             del self._by_user[order.user]
-        self._depth[side] -= 1
+        bucket = self._expiring[order.expiration]
+        del bucket[oid]
+        if not bucket:
+            del self._expiring[order.expiration]
 
     # ------------------------------------------------------------- invariants
 
@@ -373,5 +407,11 @@ class Book:
         assert all(mine for mine in self._by_user.values()), "empty user entry"
         for user, mine in self._by_user.items():
             assert all(o.user == user for o in mine.values())
-        live_expiry = {oid for _, oid in self._expiry if oid in self._orders}
-        assert live_expiry == seen.keys(), "an order is missing from the expiry heap"
+        for expiration, bucket in self._expiring.items():
+            assert bucket, "empty expiry bucket"
+            assert expiration in self._expiry_heap, f"expiration {expiration} not in the heap"
+            assert all(o.expiration == expiration for o in bucket.values())
+        expiring_ids = [oid for bucket in self._expiring.values() for oid in bucket]
+        assert sorted(expiring_ids) == sorted(seen), "expiry index disagrees with the levels"
+        if self._expiring:
+            assert min(self._expiry_heap) <= min(self._expiring), "expiry heap misses the first"
