@@ -59,3 +59,8 @@ def test_deployment_sets_only_variables_the_config_reads() -> None:
     container = resource("Deployment")["spec"]["template"]["spec"]["containers"][0]
     names = {item["name"] for item in container["env"]}
     assert names <= set(PRIMARY), f"unknown to ome.config: {names - set(PRIMARY)}"
+
+
+def test_kubernetes_injects_no_variables_beside_the_declared_ones() -> None:
+    # Service links define NAME_PORT=tcp://… for every Service in the namespace.
+    assert resource("Deployment")["spec"]["template"]["spec"]["enableServiceLinks"] is False
