@@ -4,11 +4,15 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from pytest_aiohttp import AiohttpClient
+from structlog.testing import LogCapture
 
 from ome.api.app import create_app
 from ome.config import Settings
@@ -28,8 +32,21 @@ from tests.api.conftest import (
 )
 from tests.fakes import FakeExecutioner
 
-VECTORS = Path("/work/shared/vectors/order_ids.json")
+# The shared known answers live next to the repository, as API.md links them.
+VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "order_ids.json"
 ORDER_PATH = f"/book/{MARKET}/order"
+
+
+@contextmanager
+def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Events as the service logs them, context variables (the request id) merged in."""
+    capture = LogCapture()
+    saved = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        yield capture.entries
+    finally:
+        structlog.configure(**saved)
 
 
 async def depth(client: Client, market: str = MARKET) -> list[int]:
@@ -306,3 +323,28 @@ async def test_identical_submissions_racing_place_one_order(
     assert sorted(r.status for r in responses) == [200, 409]
     assert len(fake_executioner.checks) == 2
     assert await depth(client) == [1, 0]
+
+
+async def test_one_log_event_per_order_outcome(
+    client: Client, market: str, fake_executioner: FakeExecutioner
+) -> None:
+    with captured_logs() as events:
+        maker = (await submit(client, order_body(1, "Ask", 100, 5)))["id"]
+        taker = (await submit(client, order_body(2, "Bid", 100, 2)))["id"]
+        await client.post(ORDER_PATH, json=order_body(1, "Ask", 100, 5))
+        await client.delete(f"{ORDER_PATH}/{maker}")
+    outcomes = [
+        (e["event"], e.get("order_id"), e.get("user"), e.get("market"))
+        for e in events
+        if e["event"].startswith("order_")
+    ]
+    assert outcomes == [
+        ("order_accepted", maker, user(1), MARKET),
+        ("order_accepted", taker, user(2), MARKET),
+        ("order_matched", None, None, MARKET),
+        ("order_refused", maker, user(1), MARKET),
+        ("order_cancelled", maker, user(1), MARKET),
+    ]
+    matched = next(e for e in events if e["event"] == "order_matched")
+    assert (matched["maker"], matched["taker"], matched["amount"]) == (maker, taker, "2")
+    assert all(e.get("request_id") for e in events if e["event"].startswith("order_"))
