@@ -2,6 +2,9 @@
 ones ome.config reads, and .env.example states the values the image really runs with."""
 
 import re
+from pathlib import Path
+
+import pytest
 
 from ome.config import ENVIRONMENT, Settings, load_settings
 from tests.deploy.sources import (
@@ -18,6 +21,26 @@ PRIMARY = {names[0]: field for field, names in ENVIRONMENT.items()}
 
 def test_env_example_is_a_valid_env_file() -> None:
     assert read_env_file(ENV_EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'OME_LOG_LEVEL="debug"\n',
+        b"OME_LOG_LEVEL=debug # more detail\n",
+        b"OME_LOG_LEVEL=debug \n",
+        b"OME_LOG_LEVEL =debug\n",
+        b"OME_LOG_LEVEL\n",
+        b"OME_LOG_LEVEL=debug\nOME_LOG_LEVEL=info\n",
+        b"\xef\xbb\xbfOME_LOG_LEVEL=debug\n",
+    ],
+    ids=["quoted", "comment", "trailing-blank", "blank-in-name", "no-value", "twice", "bom"],
+)
+def test_lines_kubectl_or_docker_would_misread_are_refused(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / ".env"
+    path.write_bytes(content)
+    with pytest.raises(AssertionError):
+        read_env_file(path)
 
 
 def test_env_example_sets_every_setting_the_service_reads_by_its_primary_name() -> None:
