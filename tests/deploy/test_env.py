@@ -2,9 +2,13 @@
 ones ome.config reads, and .env.example states the values the image really runs with."""
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ome.config import ENVIRONMENT, Settings, load_settings
 from tests.deploy.sources import (
@@ -41,6 +45,29 @@ def test_lines_kubectl_or_docker_would_misread_are_refused(tmp_path: Path, conte
     path.write_bytes(content)
     with pytest.raises(AssertionError):
         read_env_file(path)
+
+
+def test_kubectl_builds_the_ome_env_config_map_from_a_copy(tmp_path: Path) -> None:
+    # The kubectl wheel sits beside the interpreter, which need not be on PATH.
+    beside = Path(sys.executable).with_name("kubectl")
+    kubectl = str(beside) if beside.exists() else shutil.which("kubectl")
+    assert kubectl, "kubectl is missing: install the test extra"
+    shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
+    create = ["create", "configmap", "ome-env", "--from-env-file=.env"]
+    result = subprocess.run(
+        [kubectl, *create, "--dry-run=client", "--output=yaml"],
+        cwd=tmp_path,
+        # No kubeconfig and no cluster: a client-side dry run needs neither.
+        env={"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    config_map = yaml.safe_load(result.stdout)
+    assert config_map["metadata"]["name"] == "ome-env"
+    assert config_map["data"] == {e.key: e.value for e in read_env_file(ENV_EXAMPLE)}
 
 
 def test_env_example_sets_every_setting_the_service_reads_by_its_primary_name() -> None:
