@@ -120,8 +120,13 @@ def _resolve(argv: list[str] | tuple[str, ...], installed: Installed) -> list[st
 
 
 def _get(url: str) -> tuple[int, object]:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.status, json.loads(response.read())
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        # An answer, just not a 2xx one: show it rather than waiting on.
+        with error:
+            return error.code, json.loads(error.read() or b"null")
 
 
 def _post(url: str, body: object) -> int:
