@@ -42,15 +42,20 @@ class ExecutionerClient:
 
     def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
         base = base_url.rstrip("/")
-        self._check_url = f"{base}/check"
-        self._submit_url = f"{base}/submit"
+        # Parsed once: httpx would parse and merge a string URL on every request.
+        self._check_url = httpx.URL(f"{base}/check")
+        self._submit_url = httpx.URL(f"{base}/submit")
         self._timeout = timeout
+        connect = min(timeout, 2.0)
+        self._extensions = {
+            "timeout": {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}
+        }
         limits = httpx.Limits(
             max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS
         )
         self._client = httpx.AsyncClient(
             transport=AiohttpTransport(limits=limits, trust_env=False),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+            timeout=httpx.Timeout(timeout, connect=connect),
             trust_env=False,
         )
 
@@ -66,11 +71,16 @@ class ExecutionerClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+    async def _post(self, url: httpx.URL, body: bytes, headers: dict[str, str]) -> None:
+        # A ready Request skips the client's per-call URL merging and option handling,
+        # a third of its cost on this path.
+        request = httpx.Request(
+            "POST", url, content=body, headers=headers, extensions=self._extensions
+        )
         try:
             # httpx's timeouts bound each read; this bounds a trickling answer too.
             async with asyncio.timeout(self._timeout):
-                response = await self._client.post(url, content=body, headers=headers)
+                response = await self._client.send(request)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             raise ExecutionerUnavailable(f"executioner unreachable: {type(exc).__name__}") from exc
         status = response.status_code
