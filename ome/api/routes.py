@@ -32,6 +32,7 @@ log = structlog.get_logger("ome.api")
 
 
 def _book(request: web.Request) -> Book:
+    """The path's book; handlers parse their other segments first, so any malformed one is 400."""
     market = parse_address(request.match_info["market"], "market")
     return request.app[EXCHANGE].get(market)
 
@@ -74,21 +75,21 @@ async def list_orders(request: web.Request) -> web.Response:
 
 
 async def get_order(request: web.Request) -> web.Response:
-    book = _book(request)
-    return json_response(book.get(parse_order_id(request.match_info["order_id"])).to_dict())
+    order_id = parse_order_id(request.match_info["order_id"])
+    return json_response(_book(request).get(order_id).to_dict())
 
 
 async def cancel_order(request: web.Request) -> web.Response:
+    order_id = parse_order_id(request.match_info["order_id"])
     book = _book(request)
-    order = book.cancel(parse_order_id(request.match_info["order_id"]))
+    order = book.cancel(order_id)
     log.info("order_cancelled", market=book.market, order_id=order.id, user=order.user)
     return json_response(message(200, "Order cancelled"))
 
 
 async def user_orders(request: web.Request) -> web.Response:
-    book = _book(request)
     user = parse_address(request.match_info["user"], "user")
-    return json_response(orders_json(book.orders_of(user)))
+    return json_response(orders_json(_book(request).orders_of(user)))
 
 
 async def preflight(request: web.Request) -> web.Response:

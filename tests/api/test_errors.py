@@ -172,3 +172,18 @@ async def test_every_answer_carries_a_request_id(client: Client) -> None:
     assert first and second and first != second
     echoed = await client.get("/", headers={"X-Request-Id": "trace-42"})
     assert echoed.headers["X-Request-Id"] == "trace-42"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/book/{MARKET}/order/0x12"),
+        ("DELETE", f"/book/{MARKET}/order/0x12"),
+        ("GET", f"/book/{MARKET}/0x12"),
+        ("POST", f"/book/{MARKET}/order"),
+    ],
+)
+async def test_a_malformed_segment_or_body_is_400_even_for_an_unknown_market(
+    client: Client, method: str, path: str
+) -> None:
+    await refused(client, method, path, 400, json={"price": "1"} if method == "POST" else None)
