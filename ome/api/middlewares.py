@@ -18,6 +18,7 @@ from structlog.contextvars import bind_contextvars
 
 from ome.api.errors import message_of, status_of
 from ome.engine import Order
+from ome.executioner import ExecutionerUnavailable
 from ome.wire import message
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -36,7 +37,8 @@ _ids = itertools.count(1)
 # An incoming id longer than this is not echoed: it would only bloat every log line.
 _MAX_CLIENT_ID = 128
 
-# The order of a submission being handled, so that its refusal is logged with it.
+# The market and order of a submission being handled, so that a refusal is logged with them.
+MARKET = web.RequestKey("market", str)
 ORDER = web.RequestKey("order", Order)
 SUBMIT_ROUTE = "submit_order"
 
@@ -78,23 +80,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 exc_info=exc,
             )
         else:
-            _log_refusal(request, status, text)
+            _log_refusal(request, status, text, exc)
         response = json_response(message(status, text), status)
         if isinstance(exc, web.HTTPException) and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
 
 
-def _log_refusal(request: web.Request, status: int, reason: str) -> None:
+def _log_refusal(request: web.Request, status: int, reason: str, exc: Exception) -> None:
     if request.match_info.route.name == SUBMIT_ROUTE:
         order = request.get(ORDER)
         log.info(
             "order_refused",
-            market=request.match_info["market"],
+            market=request.get(MARKET, request.match_info.get("market")),
             order_id=order.id if order else None,
             user=order.user if order else None,
             status=status,
             reason=reason,
+            # What the client is not told: why the executioner was unavailable.
+            cause=str(exc) if isinstance(exc, ExecutionerUnavailable) else None,
         )
     else:
         log.debug(

@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX
-from ome.api.middlewares import ORDER, SUBMIT_ROUTE, json_response
+from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
 from ome.engine import Book, Fill, Order
 from ome.wire import (
     book_json,
@@ -57,9 +57,8 @@ async def get_book(request: web.Request) -> web.Response:
 
 
 async def submit_order(request: web.Request) -> web.Response:
-    market = parse_address(request.match_info["market"], "market")
-    order = parse_order(parse_body(await request.read()))
-    request[ORDER] = order
+    request[MARKET] = market = parse_address(request.match_info["market"], "market")
+    request[ORDER] = order = parse_order(parse_body(await request.read()))
     app = request.app
     book = app[EXCHANGE].get(market)
     book.check_entry(order, app[CLOCK]())
