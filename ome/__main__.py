@@ -3,7 +3,8 @@
 Exit status: 0 after a graceful stop (SIGTERM or SIGINT: stop accepting,
 finish the requests in flight, dump the state); 2 for a bad flag or
 environment value (one line on stderr); 1 when the service cannot start (an
-unusable dumpfile, left untouched; a port in use; an unreadable certificate).
+unusable dumpfile, left untouched; a dumpfile folder that cannot be written;
+a port in use; an unreadable certificate) or the dump cannot be written.
 """
 
 import asyncio
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         _run(serve(settings))
     except (DumpfileError, StartupError) as exc:
-        log.error("startup_failed", reason=str(exc))
+        log.error("ome_failed", reason=str(exc))
         _fail(1, str(exc))
 
 

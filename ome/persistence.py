@@ -8,9 +8,10 @@ Format (version 1), one JSON object:
 
 `read_dump` either returns the complete state or raises `DumpfileError` naming
 the file; it never modifies the file. `write_dump` replaces the file
-atomically: the new content goes to a temporary file in the same folder, is
-fsynced, renamed over the old one and the folder is fsynced, so after a crash
-at any point the path holds either the old dump or the new one, never a part.
+atomically, or raises `DumpfileError`: the new content goes to a temporary
+file in the same folder, is fsynced, renamed over the old one and the folder
+is fsynced, so after a crash at any point the path holds either the old dump
+or the new one, never a part.
 """
 
 import os
@@ -71,9 +72,22 @@ def dump_bytes(exchange: Exchange, pending: list[Pair]) -> bytes:
     return orjson.dumps({"version": VERSION, "exchange": to_dict(exchange), "outbox": pending})
 
 
+def check_writable(path: Path) -> None:
+    """Fail at start, not at the end of a long run, when the dump could not be written."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise DumpfileError(f"cannot write dumpfile {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DumpfileError(f"cannot write dumpfile {path}: folder {folder} is not writable")
+
+
 def write_dump(path: Path, exchange: Exchange, pending: list[Pair]) -> None:
     """Replace `path` with the given state, atomically and durably."""
-    _write_atomically(path, dump_bytes(exchange, pending))
+    content = dump_bytes(exchange, pending)
+    try:
+        _write_atomically(path, content)
+    except OSError as exc:
+        raise DumpfileError(f"cannot write dumpfile {path}: {exc.strerror or exc}") from exc
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

@@ -275,6 +275,14 @@ async def test_corrupt_dumpfile_exits_1_and_is_left_untouched(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken-dump.json", "ome.err", "ome.out"]
 
 
+async def test_dumpfile_in_a_missing_folder_exits_1(tmp_path: Path, processes: list[Ome]) -> None:
+    ome = Ome(tmp_path, "--dumpfile", "no-such-folder/dump.json")
+    processes.append(ome)
+    assert await ome.exited() == 1
+    assert "no-such-folder" in ome.stderr
+    assert "Traceback" not in ome.stderr
+
+
 async def test_port_in_use_exits_1(tmp_path: Path, processes: list[Ome]) -> None:
     first = Ome(tmp_path, "--dumpfile", "a.json", name="first")
     processes.append(first)

@@ -9,7 +9,7 @@ import pytest
 from ome.delivery import make_pair
 from ome.engine import Exchange, Order, Side
 from ome.engine.snapshot import to_dict
-from ome.persistence import DumpfileError, read_dump, write_dump
+from ome.persistence import DumpfileError, check_writable, read_dump, write_dump
 
 MARKET = "0x" + "ab" * 20
 OTHER = "0x" + "cd" * 20
@@ -112,7 +112,7 @@ def test_crash_before_rename_keeps_the_old_file(
         raise OSError("simulated crash before rename")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(DumpfileError, match="simulated"):
         write_dump(path, Exchange(), [])
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["dump.json"]
@@ -129,7 +129,13 @@ def test_crash_while_writing_keeps_the_old_file(
         raise OSError("simulated disk failure")
 
     monkeypatch.setattr(os, "fsync", crash)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(DumpfileError, match="simulated"):
         write_dump(path, Exchange(), [])
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["dump.json"]
+
+
+def test_unwritable_place_is_refused_up_front(tmp_path: Path) -> None:
+    with pytest.raises(DumpfileError, match="missing"):
+        check_writable(tmp_path / "missing" / "dump.json")
+    check_writable(tmp_path / "dump.json")

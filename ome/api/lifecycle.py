@@ -19,7 +19,7 @@ from aiohttp import web
 from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX, SETTINGS
 from ome.delivery import Outbox
 from ome.engine import Exchange, Order
-from ome.persistence import read_dump, write_dump
+from ome.persistence import check_writable, read_dump, write_dump
 
 # Expiry is in whole seconds; sweeping twice a second removes an expired order
 # within half a second of the second it expires in.
@@ -32,6 +32,7 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     """Restore the exchange and outbox from the dumpfile; dump them on the way out."""
     dumpfile = app[SETTINGS].dumpfile
     restored = read_dump(dumpfile)
+    check_writable(dumpfile)
     if restored is None:
         exchange, pending = Exchange(), []
         log.info("state_fresh", dumpfile=str(dumpfile))
