@@ -97,48 +97,34 @@ class Outbox:
     async def _deliver(self, client: ExecutionerClient, pair: Pair) -> None:
         maker, taker = pair["maker"], pair["taker"]
         body = {"maker": maker, "taker": taker}
+        about = {
+            "market": maker["target_tracer"],
+            "maker": maker["id"],
+            "taker": taker["id"],
+            "maker_user": maker["user"],
+            "taker_user": taker["user"],
+            "key": pair["key"],
+        }
         attempt = 0
         while True:
             try:
                 await client.submit(body, pair["key"])
             except ExecutionerRejected as exc:
                 self.rejected += 1
-                log.error(
-                    "delivery_rejected",
-                    market=maker["target_tracer"],
-                    maker=maker["id"],
-                    taker=taker["id"],
-                    key=pair["key"],
-                    status=exc.status,
-                    reason=exc.message,
-                )
+                log.error("delivery_rejected", status=exc.status, reason=exc.message, **about)
                 return
             except Exception as exc:
                 delay = random.uniform(0, min(self._max_delay, self._base_delay * 2**attempt))
                 attempt += 1
-                fields = {
-                    "market": maker["target_tracer"],
-                    "maker": maker["id"],
-                    "taker": taker["id"],
-                    "key": pair["key"],
-                    "attempt": attempt,
-                    "retry_in": round(delay, 3),
-                }
+                retry = {"attempt": attempt, "retry_in": round(delay, 3), **about}
                 if isinstance(exc, ExecutionerUnavailable):
-                    log.warning("delivery_retry", reason=str(exc), **fields)
+                    log.warning("delivery_retry", reason=str(exc), **retry)
                 else:
-                    log.exception("delivery_retry", **fields)
+                    log.exception("delivery_retry", **retry)
                 await asyncio.sleep(delay)
             else:
                 self.delivered += 1
-                log.info(
-                    "pair_delivered",
-                    market=maker["target_tracer"],
-                    maker=maker["id"],
-                    taker=taker["id"],
-                    key=pair["key"],
-                    attempts=attempt + 1,
-                )
+                log.info("pair_delivered", attempts=attempt + 1, **about)
                 return
 
 
@@ -149,7 +135,8 @@ def parse_pair(pair: Any) -> Pair:
     for role in ("maker", "taker"):
         order = pair.get(role)
         if not isinstance(order, dict) or not all(
-            isinstance(order.get(field), str) for field in ("id", "target_tracer", "amount_left")
+            isinstance(order.get(field), str)
+            for field in ("id", "user", "target_tracer", "amount_left")
         ):
             raise ValueError(f"outbox pair without a valid {role}: {pair!r:.80}")
     return {"key": pair["key"], "maker": pair["maker"], "taker": pair["taker"]}

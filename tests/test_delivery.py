@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog.testing
 
 from ome.delivery import Outbox, make_pair
 from ome.engine import Book, Fill, Order, Side
@@ -215,3 +216,29 @@ def test_add_never_waits_and_pending_is_in_order() -> None:
 def test_malformed_restored_pairs_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):
         Outbox([bad])  # type: ignore[list-item]
+
+
+async def test_each_delivery_outcome_is_logged_with_market_and_orders(
+    fake_executioner: FakeExecutioner, sending: Outbox
+) -> None:
+    asks, bid, fills = trade((100, 1), (100, 1), taker_amount=2)
+    with structlog.testing.capture_logs() as events:
+        fake_executioner.fail(1)
+        sending.add(fills[:1])
+        await fake_executioner.wait_delivered(1)
+        fake_executioner.reject("no", status=409, path="submit")
+        sending.add(fills[1:])
+        for _ in range(200):
+            if sending.rejected:
+                break
+            await asyncio.sleep(0.01)
+    outcomes = [
+        (e["event"], e["market"], e["maker"], e["taker"], e["maker_user"], e["taker_user"])
+        for e in events
+    ]
+    assert outcomes == [
+        ("delivery_retry", MARKET, asks[0].id, bid.id, MAKER_USER, TAKER_USER),
+        ("pair_delivered", MARKET, asks[0].id, bid.id, MAKER_USER, TAKER_USER),
+        ("delivery_rejected", MARKET, asks[1].id, bid.id, MAKER_USER, TAKER_USER),
+    ]
+    assert events[2]["status"] == 409 and events[2]["reason"] == "no"
