@@ -43,8 +43,9 @@ def idempotency_key(maker: dict[str, Any], taker: dict[str, Any]) -> str:
 
 
 def make_pair(fill: Fill) -> Pair:
-    maker = fill.maker.to_dict(fill.maker_amount_left)
-    taker = fill.taker.to_dict(fill.taker_amount_left)
+    maker_order, taker_order, _price, _amount, maker_left, taker_left = fill
+    maker = maker_order.to_dict(maker_left)
+    taker = taker_order.to_dict(taker_left)
     return {"key": idempotency_key(maker, taker), "maker": maker, "taker": taker}
 
 

@@ -39,7 +39,7 @@ def trade(*makers: tuple[int, int], taker_amount: int) -> tuple[list[Order], Ord
     for ask in asks:
         book.submit(ask, NOW)
     bid = order(TAKER_USER, Side.Bid, max(p for p, _ in makers), taker_amount)
-    return asks, bid, book.submit(bid, NOW).fills
+    return asks, bid, book.submit(bid, NOW)[1]
 
 
 @pytest.fixture

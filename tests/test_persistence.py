@@ -37,7 +37,7 @@ def busy_exchange() -> tuple[Exchange, list[dict[str, object]]]:
     for i in range(6):
         book.submit(order(1, MARKET, Side.Ask, 100 + i % 3, 10, NOW + i), NOW)
         book.submit(order(2, MARKET, Side.Bid, 90 + i % 2, 10, NOW + i), NOW)
-    fills = book.submit(order(3, MARKET, Side.Bid, 101, 25, NOW), NOW).fills
+    fills = book.submit(order(3, MARKET, Side.Bid, 101, 25, NOW), NOW)[1]
     pairs = [make_pair(fill) for fill in fills]
     return exchange, pairs
 
