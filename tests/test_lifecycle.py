@@ -259,6 +259,28 @@ async def test_sigint_dumps_and_restart_serves_the_identical_book(
     assert await second.stop(signal.SIGINT) == 0
 
 
+async def test_request_in_flight_at_sigterm_is_answered_and_dumped(
+    tmp_path: Path, fake_executioner: FakeExecutioner, processes: list[Ome]
+) -> None:
+    ome = Ome(tmp_path, "--executioner_address", fake_executioner.url, "--dumpfile", "d.json")
+    processes.append(ome)
+    await ome.started()
+    async with aiohttp.ClientSession() as session:
+        await create_market(session, ome.url)
+        fake_executioner.delay(1.0, path="check")
+        url = f"{ome.url}/book/{MARKET}/order"
+        posting = asyncio.create_task(session.post(url, json=order_body(1, "Bid", 99, 3, 1)))
+        await fake_executioner.wait_for("check", 1)
+        ome.process.send_signal(signal.SIGTERM)
+        response = await posting
+        answer = await response.json()
+    assert response.status == 200 and answer["message"] == "Add"
+    assert await ome.exited() == 0
+    state = read_dump(tmp_path / "d.json")
+    assert state is not None
+    assert [o.id for o in state.exchange.get(MARKET).orders()] == [answer["id"]]
+
+
 async def test_corrupt_dumpfile_exits_1_and_is_left_untouched(
     tmp_path: Path, processes: list[Ome]
 ) -> None:
