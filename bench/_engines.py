@@ -96,10 +96,9 @@ class Ours(Engine):
                 else:
                     missed += 1
                 continue
-            fills = book.submit(orders[e], NOW).fills
+            _, fills = book.submit(orders[e], NOW)
             crossing += bool(fills)
-            matched += sum(fill.amount for fill in fills)
-        book.check_invariants()
+            matched += sum(amount for _, _, _, amount, _, _ in fills)
         self.book = book
         return Totals(matched, *self.resting(), crossing, missed)
 

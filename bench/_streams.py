@@ -119,10 +119,11 @@ def stream_b(a: Stream, seed: int = 2) -> Stream:
 
     events: list[int] = []
     for i, order in enumerate(a.orders()):
-        result = book.submit(order, NOW)
-        for fill in result.fills:
-            if fill.maker_amount_left == 0:
-                forget(fill.maker.id)
+        _, fills = book.submit(order, NOW)
+        # Fills unpack positionally: (maker, taker, price, amount, maker left, taker left).
+        for maker, _, _, _, maker_left, _ in fills:
+            if maker_left == 0:
+                forget(maker.id)
         if order.amount_left:
             slot[order.id] = len(live)
             live.append(index[order.id])

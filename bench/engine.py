@@ -8,7 +8,9 @@ cancel of a random resting order after each order with probability 0.3; C a
 non-crossing book, then marketable orders (only those are timed); D the cost
 of one submit and one cancel on a book of 1,000 vs 1,000,000 resting orders,
 and the memory a resting order takes. Orders are built and their ids
-computed before timing starts. Every figure is the median of 3 runs.
+computed before timing starts. Every figure is the median of 3 runs. Times
+are this process's CPU time (time.process_time), so that other work on a
+shared machine does not count; the whole run takes about 2 minutes.
 
 When the PyPI engines of the `bench` extra are installed, A, B and C are also
 replayed into them in the same run, after checking that each matches and
@@ -18,19 +20,24 @@ divided by theirs. The process exits 1 when any engine disagrees.
 
 import argparse
 import gc
+import itertools
 import platform
 import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from random import Random
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _engines import Engine, Totals, available
 from _streams import (
     CREATED,
+    HALF_RANGE,
+    MID,
     NOW,
     Stream,
     Traders,
@@ -40,7 +47,7 @@ from _streams import (
     stream_c,
 )
 
-from ome.engine import Book, Order
+from ome.engine import Book, Order, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +64,8 @@ FULL = Sizes(200_000, 100_000, 50_000, (1_000, 1_000_000), 20_000, 3)
 QUICK = Sizes(5_000, 5_000, 2_500, (1_000, 20_000), 2_000, 1)
 # D's orders carry wei-scaled prices and amounts, like the real ones.
 D_SCALE = 10**18
-# D times submits and cancels in alternating blocks this long, so the book size
-# stays within a block of its nominal size.
+# D times its operations in blocks this long, so the book size stays within two
+# blocks of its nominal size.
 D_BLOCK = 100
 
 
@@ -98,9 +105,9 @@ def replay_all(stream: Stream, engines: list[Engine], runs: int) -> bool:
         for engine in agreeing:
             replay = engine.prepare(stream)
             gc.collect()
-            start = time.perf_counter()
+            start = time.process_time()
             replay()
-            times[engine.name].append(time.perf_counter() - start)
+            times[engine.name].append(time.process_time() - start)
             if engine.resting() != resting:
                 ok = False
                 print(f"  {engine.name} run left {engine.resting()} resting, audit {resting}")
@@ -115,78 +122,106 @@ def replay_all(stream: Stream, engines: list[Engine], runs: int) -> bool:
     return ok
 
 
-def workload_d(sizes: Sizes) -> None:
-    """Per-operation submit and cancel cost by book size, and memory per resting order."""
+def _pick_resting(live: list[str], book: Book, rng: Random) -> str:
+    """A random id among `live` that still rests; swap-remove keeps each pick O(1)."""
+    while True:
+        at = rng.randrange(len(live))
+        oid = live[at]
+        live[at] = live[-1]
+        live.pop()
+        if oid in book:
+            return oid
+
+
+def _filled_book(size: int, traders: Traders, created: Iterator[int], live: list[str]) -> Book:
+    """A book of `size` non-crossing orders, built under tracemalloc to report its memory."""
+    gc.collect()
+    tracemalloc.start()
+    orders = [Order(*resting_row(traders, next(created), D_SCALE)) for _ in range(size)]
+    built = tracemalloc.get_traced_memory()[0]
+    book = Book(traders.market)
+    for order in orders:
+        book.submit(order, NOW)
+    held, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     print(
-        f"\nD: {sizes.d_ops:,} submits and {sizes.d_ops:,} cancels per run, non-crossing, "
-        f"timed in alternating blocks of {D_BLOCK}; cancels hit random resting orders"
+        f"  memory, {size:,} resting orders (tracemalloc): peak {peak / size:,.0f} B per order, "
+        f"of which the order objects {built / size:,.0f} B "
+        f"and the book's structures {(held - built) / size:,.0f} B"
     )
-    figures = {}
-    for size in sizes.d_books:
-        traders = Traders(4)
-        largest = size == max(sizes.d_books)
-        if largest:
-            gc.collect()
-            tracemalloc.start()
-        orders = [Order(*resting_row(traders, CREATED + i, D_SCALE)) for i in range(size)]
-        if largest:
-            built = tracemalloc.get_traced_memory()[0]
-        book = Book(traders.market)
-        for order in orders:
-            book.submit(order, NOW)
-        if largest:
-            held, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            print(
-                f"  memory, {size:,} resting orders (tracemalloc): peak {peak / size:,.0f} B "
-                f"per order, of which the order objects {built / size:,.0f} B "
-                f"and the book's structures {(held - built) / size:,.0f} B"
-            )
-        live = [order.id for order in orders]
-        del orders
-        submit_ns: list[float] = []
-        cancel_ns: list[float] = []
-        for run in range(sizes.runs):
-            first = CREATED + size + run * sizes.d_ops
-            new = [Order(*resting_row(traders, first + k, D_SCALE)) for k in range(sizes.d_ops)]
-            blocks = []
-            for at in range(0, sizes.d_ops, D_BLOCK):
-                submits = new[at : at + D_BLOCK]
-                live.extend(order.id for order in submits)
-                cancels = []
-                for _ in submits:
-                    # Swap-remove keeps picking a random live id O(1).
-                    pick = traders.rng.randrange(len(live))
-                    live[pick], live[-1] = live[-1], live[pick]
-                    cancels.append(live.pop())
-                blocks.append((submits, cancels))
-            submit, cancel, now = book.submit, book.cancel, NOW
-            clock = time.perf_counter_ns
-            submit_total = cancel_total = 0
-            gc.collect()
-            for submits, cancels in blocks:
-                start = clock()
-                for order in submits:
-                    submit(order, now)
-                middle = clock()
-                for oid in cancels:
-                    cancel(oid)
-                submit_total += middle - start
-                cancel_total += clock() - middle
-            assert len(book) == size
-            submit_ns.append(submit_total / sizes.d_ops)
-            cancel_ns.append(cancel_total / sizes.d_ops)
-        figures[size] = (statistics.median(submit_ns), statistics.median(cancel_ns))
-        book.check_invariants()
-        del book, live
-    small, large = sizes.d_books
-    print(f"  {'resting':>10} {'submit ns/op':>13} {'cancel ns/op':>13} {'both ns/op':>11}")
-    for size, (s, c) in figures.items():
-        print(f"  {size:>10,} {s:>13,.0f} {c:>13,.0f} {(s + c) / 2:>11,.0f}")
-    (s0, c0), (s1, c1) = figures[small], figures[large]
+    live.extend(order.id for order in orders)
+    return book
+
+
+def _time_d(size: int, sizes: Sizes) -> tuple[float, float, float]:
+    """Median ns per resting submit, per cancel and per trading submit on a book of `size`."""
+    traders = Traders(4)
+    rng = traders.rng
+    created = itertools.count(CREATED)
+    live: list[str] = []
+    book = _filled_book(size, traders, created, live)
+    far = {Side.Bid: (MID + HALF_RANGE) * D_SCALE, Side.Ask: (MID - HALF_RANGE) * D_SCALE}
+    submit, cancel, now = book.submit, book.cancel, NOW
+    clock = time.process_time_ns
+    per_run: list[tuple[float, float, float]] = []
+    for _ in range(sizes.runs):
+        totals = [0, 0, 0]
+        gc.collect()
+        for _ in range(sizes.d_ops // D_BLOCK):
+            cancels = [_pick_resting(live, book, rng) for _ in range(D_BLOCK)]
+            rests = [Order(*resting_row(traders, next(created), D_SCALE)) for _ in range(D_BLOCK)]
+            live.extend(order.id for order in rests)
+            takers = [
+                Order(*traders.row(side, far[side], rng.randint(1, 100) * D_SCALE, next(created)))
+                for side in (Side.Bid, Side.Ask) * (D_BLOCK // 2)
+            ]
+            start = clock()
+            for order in rests:
+                submit(order, now)
+            rested = clock()
+            for oid in cancels:
+                cancel(oid)
+            cancelled = clock()
+            for order in takers:
+                submit(order, now)
+            totals[0] += rested - start
+            totals[1] += cancelled - rested
+            totals[2] += clock() - cancelled
+            assert not any(order.amount_left for order in takers)
+            # Untimed: bring the book back to its nominal size.
+            while len(book) < size:
+                order = Order(*resting_row(traders, next(created), D_SCALE))
+                submit(order, now)
+                live.append(order.id)
+        ops = sizes.d_ops // D_BLOCK * D_BLOCK
+        per_run.append((totals[0] / ops, totals[1] / ops, totals[2] / ops))
+    return (
+        statistics.median(r[0] for r in per_run),
+        statistics.median(r[1] for r in per_run),
+        statistics.median(r[2] for r in per_run),
+    )
+
+
+def workload_d(sizes: Sizes) -> None:
+    """Per-operation cost by book size, and memory per resting order."""
     print(
-        f"  {large:,} vs {small:,}: submit {s1 / s0:.2f}x, cancel {c1 / c0:.2f}x, "
-        f"both {(s1 + c1) / (s0 + c0):.2f}x (target <= 1.5x)"
+        f"\nD: per run, {sizes.d_ops:,} each of resting submits, cancels of random resting orders "
+        f"and submits that trade at the touch, timed in blocks of {D_BLOCK}; the book is "
+        f"refilled untimed after each block"
+    )
+    figures = {size: _time_d(size, sizes) for size in sizes.d_books}
+    print(
+        f"  {'resting':>10} {'rest ns/op':>11} {'cancel ns/op':>13} {'trade ns/op':>12} "
+        f"{'all ns/op':>10}"
+    )
+    for size, (r, c, t) in figures.items():
+        print(f"  {size:>10,} {r:>11,.0f} {c:>13,.0f} {t:>12,.0f} {(r + c + t) / 3:>10,.0f}")
+    small, large = (figures[size] for size in sizes.d_books)
+    kinds = ("rest", "cancel", "trade")
+    ratios = ", ".join(f"{k} {b / a:.2f}x" for k, a, b in zip(kinds, small, large, strict=True))
+    print(
+        f"  {sizes.d_books[1]:,} vs {sizes.d_books[0]:,}: {ratios}, "
+        f"all {sum(large) / sum(small):.2f}x (target <= 1.5x)"
     )
 
 
