@@ -19,7 +19,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.functional_validators import PlainValidator
 from pydantic_core import PydanticCustomError, from_json
 
-from ome.engine import MAX_UINT128, Book, Fill, Order, Side, SubmitResult
+from ome.engine import MAX_UINT128, Book, Fill, Order, Side, Status
 
 OUT_OF_BOUNDS = "Integer out of bounds"
 _MAX_TIME = 2**64 - 1
@@ -207,20 +207,16 @@ def message(status: int, text: str) -> dict[str, Any]:
 
 
 def fill_json(fill: Fill) -> dict[str, str]:
-    return {
-        "maker": fill.maker.id,
-        "taker": fill.taker.id,
-        "price": str(fill.price),
-        "amount": str(fill.amount),
-    }
+    maker, taker, price, amount, _, _ = fill
+    return {"maker": maker.id, "taker": taker.id, "price": str(price), "amount": str(amount)}
 
 
-def submit_json(order: Order, result: SubmitResult) -> dict[str, Any]:
+def submit_json(order: Order, status: Status, fills: list[Fill]) -> dict[str, Any]:
     return {
         "status": 200,
-        "message": result.status.value,
+        "message": status.value,
         "id": order.id,
-        "fills": [fill_json(fill) for fill in result.fills],
+        "fills": [fill_json(fill) for fill in fills],
     }
 
 

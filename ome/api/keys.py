@@ -14,4 +14,4 @@ EXCHANGE = web.AppKey("exchange", Exchange)
 EXECUTIONER = web.AppKey("executioner", ExecutionerClient)
 OUTBOX = web.AppKey("outbox", Outbox)
 # Unix seconds; a key of its own so that tests can move time.
-CLOCK = web.AppKey("clock", Callable[[], int])
+CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")

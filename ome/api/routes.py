@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
-from ome.engine import Book, Fill, Order
+from ome.engine import Book, Fill, Order, Status
 from ome.wire import (
     book_json,
     markets_json,
@@ -63,10 +63,10 @@ async def submit_order(request: web.Request) -> web.Response:
     book = app[EXCHANGE].get(market)
     book.check_entry(order, app[CLOCK]())
     await app[EXECUTIONER].check(order.to_dict())
-    result = book.submit(order, app[CLOCK]())
-    app[OUTBOX].add(result.fills)
-    _log_accepted(order, result.status.value, result.fills)
-    return json_response(submit_json(order, result))
+    status, fills = book.submit(order, app[CLOCK]())
+    app[OUTBOX].add(fills)
+    _log_accepted(order, status, fills)
+    return json_response(submit_json(order, status, fills))
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -96,19 +96,21 @@ async def preflight(request: web.Request) -> web.Response:
     return json_response(message(200, "OK"))
 
 
-def _log_accepted(order: Order, status: str, fills: list[Fill]) -> None:
+def _log_accepted(order: Order, status: Status, fills: list[Fill]) -> None:
     market = order.target_tracer
-    log.info("order_accepted", market=market, order_id=order.id, user=order.user, status=status)
-    for fill in fills:
+    log.info(
+        "order_accepted", market=market, order_id=order.id, user=order.user, status=status.value
+    )
+    for maker, taker, price, amount, _, _ in fills:
         log.info(
             "order_matched",
             market=market,
-            maker=fill.maker.id,
-            taker=fill.taker.id,
-            maker_user=fill.maker.user,
-            taker_user=fill.taker.user,
-            price=str(fill.price),
-            amount=str(fill.amount),
+            maker=maker.id,
+            taker=taker.id,
+            maker_user=maker.user,
+            taker_user=taker.user,
+            price=str(price),
+            amount=str(amount),
         )
 
 

@@ -5,22 +5,33 @@ binary heap of those keys. A bid rests under the key `-price` and an ask under
 `price`, so on both sides the smallest key is the best price and one matching
 loop serves both. Each level keeps its orders in an insertion-ordered dict
 (id -> order), which is the time queue and allows O(1) removal by id. A
-book-wide dict indexes every resting order by id, another every user's.
+book-wide dict indexes every resting order by id.
 
-Heap entries are removed lazily: a key whose level is gone stays in the heap
-until it reaches the top, where it is popped. Invariant: the top of each heap
-is a live level, so the best prices are read in O(1).
+Two secondary indexes, by user and by expiration, are append-only lists: an
+order that leaves the book stays listed ("stale") until its list is next read
+or rebuilt. Appending is several times cheaper than keeping a dict per list
+up to date on every fill and cancel, and a stale entry is recognised at once:
+the id index no longer maps its id to that very object. `_compact` rebuilds
+both indexes when stale entries outnumber live orders; it is checked once per
+`len(book)` rests, so the check is O(1) amortised and memory stays O(live).
+
+Price-heap entries are removed lazily too: a key whose level is gone stays in
+the heap until it reaches the top, where it is popped. Invariant: the top of
+each heap is a live level, so the best prices are read in O(1).
 
 Rules (API.md "Matching rules"): trades happen at the resting order's price;
 a resting order of the taker's own user is skipped, so the book may end up
 crossed; an order whose expiration is at or before `now` never trades and is
 removed when the matching loop meets it or `sweep_expired` runs.
+
+Results are plain tuples, not named tuples: building a named tuple costs as
+much as resting an order in a whole index, and the hot path builds one per
+submit and one per fill.
 """
 
 from collections.abc import Iterator
 from enum import StrEnum
 from heapq import heapify, heappop, heappush
-from typing import NamedTuple
 
 from ome.engine.errors import (
     DuplicateOrder,
@@ -30,8 +41,8 @@ from ome.engine.errors import (
 )
 from ome.engine.orders import Order, Side
 
-# Stale heap entries may outnumber live ones by this factor (plus a constant)
-# before the heap is rebuilt; keeps memory bounded at O(1) amortised cost.
+# Stale entries may outnumber live ones by this factor (plus a constant)
+# before an index is rebuilt.
 _COMPACT_FACTOR = 2
 _COMPACT_SLACK = 1024
 
@@ -42,27 +53,17 @@ class Status(StrEnum):
     FULL_MATCH = "FullMatch"
 
 
-class Fill(NamedTuple):
-    """One trade. The amounts left are the maker's and taker's right after it."""
+Fill = tuple[Order, Order, int, int, int, int]
+"""One trade: (maker, taker, price, amount, maker_amount_left, taker_amount_left).
 
-    maker: Order
-    taker: Order
-    price: int
-    amount: int
-    maker_amount_left: int
-    taker_amount_left: int
+The amounts left are the maker's and the taker's right after this trade.
+"""
 
-
-class SubmitResult(NamedTuple):
-    status: Status
-    fills: list[Fill]
-
+SubmitResult = tuple[Status, list[Fill]]
+"""What `Book.submit` did: its status and the fills in the order they happened."""
 
 _ADD, _PARTIAL_MATCH, _FULL_MATCH = Status.ADD, Status.PARTIAL_MATCH, Status.FULL_MATCH
 _BID = Side.Bid
-# Builds a NamedTuple without the call overhead of its generated __new__; the
-# hot path creates one per submit and one per fill.
-_new = tuple.__new__
 
 
 class PriceLevel:
@@ -81,6 +82,7 @@ class Book:
 
     __slots__ = (
         "_by_user",
+        "_compact_countdown",
         "_depth",
         "_expiring",
         "_expiry_heap",
@@ -99,11 +101,12 @@ class Book:
         self._heaps: tuple[list[int], list[int]] = ([], [])
         self._depth = [0, 0]
         self._orders: dict[str, Order] = {}
-        self._by_user: dict[str, dict[str, Order]] = {}
-        # Expiration -> the orders expiring then, and a heap of those expirations
-        # (removed lazily, like the price heaps).
-        self._expiring: dict[int, dict[str, Order]] = {}
+        # Append-only, with stale entries (see the module docstring).
+        self._by_user: dict[str, list[Order]] = {}
+        self._expiring: dict[int, list[Order]] = {}
+        # Each key of _expiring exactly once.
         self._expiry_heap: list[int] = []
+        self._compact_countdown = _COMPACT_SLACK
 
     # ------------------------------------------------------------------ reads
 
@@ -115,12 +118,12 @@ class Book:
 
     @property
     def best_bid(self) -> int | None:
-        heap = self._heaps[Side.Bid]
+        heap = self._heaps[0]
         return -heap[0] if heap else None
 
     @property
     def best_ask(self) -> int | None:
-        heap = self._heaps[Side.Ask]
+        heap = self._heaps[1]
         return heap[0] if heap else None
 
     @property
@@ -148,8 +151,20 @@ class Book:
             raise OrderNotFound(order_id) from None
 
     def orders_of(self, user: str) -> list[Order]:
-        """The user's resting orders in the order they were accepted."""
-        return list(self._by_user.get(user, {}).values())
+        """The user's resting orders in the order they were accepted.
+
+        Drops the user's stale entries on the way, so reading costs O(live)
+        amortised: each stale entry is skipped at most once.
+        """
+        listed = self._by_user.get(user)
+        if listed is None:
+            return []
+        live = self._live(listed)
+        if live:
+            self._by_user[user] = live
+        else:
+            del self._by_user[user]
+        return list(live)
 
     def levels(self, side: Side) -> list[PriceLevel]:
         """The levels of one side, best first."""
@@ -184,8 +199,7 @@ class Book:
     def submit(self, order: Order, now: int) -> SubmitResult:
         """Match `order` against the other side, then rest whatever is left of it.
 
-        `order.amount_left` is updated in place; the fills come in the order they
-        happened.
+        `order.amount_left` is updated in place.
         """
         if order.target_tracer != self.market:
             raise MarketMismatch(order.target_tracer, self.market)
@@ -202,11 +216,11 @@ class Book:
         if heap and heap[0] <= limit:
             fills = self._take(order, heap, limit, now)
             if not order.amount_left:
-                return _new(SubmitResult, (_FULL_MATCH, fills))
+                return _FULL_MATCH, fills
             self._rest(order)
-            return _new(SubmitResult, (_PARTIAL_MATCH if fills else _ADD, fills))
+            return (_PARTIAL_MATCH if fills else _ADD), fills
         self._rest(order)
-        return _new(SubmitResult, (_ADD, []))
+        return _ADD, []
 
     def restore(self, order: Order) -> None:
         """Rest an order as it stood in a snapshot, without matching or checks."""
@@ -225,12 +239,9 @@ class Book:
         heap = self._expiry_heap
         removed: list[Order] = []
         while heap and heap[0] <= now:
-            bucket = self._expiring.get(heappop(heap))
-            if bucket:
-                expired = list(bucket.values())
-                for order in expired:
-                    self._remove(order)
-                removed.extend(expired)
+            for order in self._live(self._expiring.pop(heappop(heap))):
+                self._remove(order)
+                removed.append(order)
         return removed
 
     # -------------------------------------------------------------- internals
@@ -239,6 +250,7 @@ class Book:
         """Trade `taker` against the opposite side's levels with keys up to `limit`."""
         opposite = 1 - taker.side
         levels = self._levels[opposite]
+        orders = self._orders
         remaining = taker.amount_left
         user = taker.user
         fills: list[Fill] = []
@@ -267,13 +279,13 @@ class Book:
                     traded += left
                     maker.amount_left = 0
                     gone.append(maker)
-                    fills.append(_new(Fill, (maker, taker, price, left, 0, remaining)))
+                    fills.append((maker, taker, price, left, 0, remaining))
                     if not remaining:
                         break
                 else:
                     maker.amount_left = left - remaining
                     traded += remaining
-                    fills.append(_new(Fill, (maker, taker, price, remaining, left - remaining, 0)))
+                    fills.append((maker, taker, price, remaining, left - remaining, 0))
                     remaining = 0
                     break
             if traded:
@@ -282,8 +294,8 @@ class Book:
             if gone:
                 for maker in gone:
                     del level_orders[maker.id]
+                    del orders[maker.id]
                     level.volume -= maker.amount_left
-                    self._forget(maker)
                 self._depth[opposite] -= len(gone)
                 if not level_orders:
                     del levels[key]
@@ -323,23 +335,22 @@ class Book:
         level.orders[oid] = order
         level.volume += order.amount_left
         self._orders[oid] = order
-        mine = self._by_user.get(order.user)
-        if mine is None:
-            self._by_user[order.user] = {oid: order}
-        else:
-            mine[oid] = order
         self._depth[side] += 1
-        expiration = order.expiration
-        bucket = self._expiring.get(expiration)
-        if bucket is None:
-            self._expiring[expiration] = {oid: order}
-            heap = self._expiry_heap
-            heappush(heap, expiration)
-            if len(heap) > _COMPACT_FACTOR * len(self._expiring) + _COMPACT_SLACK:
-                heap[:] = self._expiring
-                heapify(heap)
+        listed = self._by_user.get(order.user)
+        if listed is None:
+            self._by_user[order.user] = [order]
         else:
-            bucket[oid] = order
+            listed.append(order)
+        expiration = order.expiration
+        listed = self._expiring.get(expiration)
+        if listed is None:
+            self._expiring[expiration] = [order]
+            heappush(self._expiry_heap, expiration)
+        else:
+            listed.append(order)
+        self._compact_countdown -= 1
+        if not self._compact_countdown:
+            self._compact()
 
     def _remove(self, order: Order) -> None:
         side = order.side
@@ -354,20 +365,40 @@ class Book:
             while heap and heap[0] not in levels:
                 heappop(heap)
         self._depth[side] -= 1
-        self._forget(order)
+        del self._orders[order.id]
 
-    def _forget(self, order: Order) -> None:
-        """Drop an order that has left its level from the id, user and expiry indexes."""
-        oid = order.id
-        del self._orders[oid]
-        mine = self._by_user[order.user]
-        del mine[oid]
-        if not mine:
-            del self._by_user[order.user]
-        bucket = self._expiring[order.expiration]
-        del bucket[oid]
-        if not bucket:
-            del self._expiring[order.expiration]
+    def _live(self, listed: list[Order]) -> list[Order]:
+        """The entries of an append-only index that still rest, in the order they rested.
+
+        An order object rested again after a cancel is listed twice; its last
+        entry is the one that counts.
+        """
+        orders = self._orders
+        seen: set[str] = set()
+        live = []
+        for order in reversed(listed):
+            oid = order.id
+            if orders.get(oid) is order and oid not in seen:
+                seen.add(oid)
+                live.append(order)
+        live.reverse()
+        return live
+
+    def _compact(self) -> None:
+        """Rebuild the append-only indexes if stale entries outnumber live orders."""
+        live = len(self._orders)
+        listed = sum(map(len, self._expiring.values()))
+        if listed > _COMPACT_FACTOR * live + _COMPACT_SLACK:
+            by_user: dict[str, list[Order]] = {}
+            expiring: dict[int, list[Order]] = {}
+            for order in self._orders.values():
+                by_user.setdefault(order.user, []).append(order)
+                expiring.setdefault(order.expiration, []).append(order)
+            self._by_user = by_user
+            self._expiring = expiring
+            self._expiry_heap = list(expiring)
+            heapify(self._expiry_heap)
+        self._compact_countdown = live + _COMPACT_SLACK
 
     # ------------------------------------------------------------- invariants
 
@@ -380,7 +411,7 @@ class Book:
             count = 0
             for key, level in levels.items():
                 assert level.orders, f"empty level at {level.price}"
-                assert key == (-level.price if side == Side.Bid else level.price)
+                assert key == (-level.price if side is _BID else level.price)
                 assert key in heap, f"level {level.price} missing from the heap"
                 total = 0
                 for oid, order in level.orders.items():
@@ -402,16 +433,10 @@ class Book:
                 assert not heap, "heap keeps keys of a side with no levels"
         assert seen.keys() == self._orders.keys(), "id index disagrees with the levels"
         assert all(self._orders[i] is o for i, o in seen.items())
-        by_user_ids = {oid for mine in self._by_user.values() for oid in mine}
-        assert by_user_ids == seen.keys(), "user index disagrees with the levels"
-        assert all(mine for mine in self._by_user.values()), "empty user entry"
-        for user, mine in self._by_user.items():
-            assert all(o.user == user for o in mine.values())
-        for expiration, bucket in self._expiring.items():
-            assert bucket, "empty expiry bucket"
-            assert expiration in self._expiry_heap, f"expiration {expiration} not in the heap"
-            assert all(o.expiration == expiration for o in bucket.values())
-        expiring_ids = [oid for bucket in self._expiring.values() for oid in bucket]
-        assert sorted(expiring_ids) == sorted(seen), "expiry index disagrees with the levels"
-        if self._expiring:
-            assert min(self._expiry_heap) <= min(self._expiring), "expiry heap misses the first"
+        assert self._compact_countdown > 0
+        assert sorted(self._expiry_heap) == sorted(self._expiring), "expiry heap != buckets"
+        for index, field in ((self._by_user, "user"), (self._expiring, "expiration")):
+            for value, listed in index.items():
+                assert all(getattr(o, field) == value for o in listed), f"{field} index"
+            listed_ids = {o.id for listed in index.values() for o in self._live(listed)}
+            assert listed_ids == seen.keys(), f"{field} index misses a resting order"

@@ -19,8 +19,8 @@ def ladder() -> Book:
     """Bids 95..91 and asks 96..100, 10 each, from traders 1 (bids) and 2 (asks)."""
     book = Book(MARKET)
     for step in range(5):
-        assert book.submit(bid(95 - step, 10, trader=1), NOW).status is Status.ADD
-        assert book.submit(ask(96 + step, 10, trader=2), NOW).status is Status.ADD
+        assert book.submit(bid(95 - step, 10, trader=1), NOW)[0] is Status.ADD
+        assert book.submit(ask(96 + step, 10, trader=2), NOW)[0] is Status.ADD
     book.check_invariants()
     return book
 
@@ -40,12 +40,11 @@ def test_ladder_rests_best_first_with_depth_and_spread() -> None:
 def test_fill_at_one_level_trades_at_the_resting_price() -> None:
     book = ladder()
     taker = bid(99, 4, trader=3)
-    result = book.submit(taker, NOW)
-    assert result.status is Status.FULL_MATCH
-    [fill] = result.fills
-    assert (fill.price, fill.amount) == (96, 4)
-    assert (fill.maker_amount_left, fill.taker_amount_left) == (6, 0)
-    assert fill.taker is taker and fill.maker.price == 96
+    status, fills = book.submit(taker, NOW)
+    assert status is Status.FULL_MATCH
+    [(maker, filled_taker, price, amount, maker_left, taker_left)] = fills
+    assert (price, amount, maker_left, taker_left) == (96, 4, 6, 0)
+    assert filled_taker is taker and maker.price == 96
     assert book.ltp == 96
     assert taker.id not in book
     assert book.levels(Side.Ask)[0].volume == 6
@@ -56,16 +55,17 @@ def test_sweep_across_two_levels_leaves_last_maker_partly_filled() -> None:
     book = ladder()
     first_96 = book.levels(Side.Ask)[0]
     maker_96 = next(iter(first_96.orders.values()))
-    result = book.submit(bid(97, 15, trader=3), NOW)
-    assert result.status is Status.FULL_MATCH
+    status, fills = book.submit(bid(97, 15, trader=3), NOW)
+    assert status is Status.FULL_MATCH
     trades = [
-        (f.maker.price, f.amount, f.maker_amount_left, f.taker_amount_left) for f in result.fills
+        (maker.price, amount, maker_left, taker_left)
+        for maker, _, _, amount, maker_left, taker_left in fills
     ]
     assert trades == [(96, 10, 0, 5), (97, 5, 5, 0)]
-    assert result.fills[0].maker is maker_96
+    assert fills[0][0] is maker_96
     assert maker_96.id not in book
     assert book.best_ask == 97
-    assert book.get(result.fills[1].maker.id).amount_left == 5
+    assert book.get(fills[1][0].id).amount_left == 5
     assert book.depth == (5, 4)
     assert book.ltp == 97
     book.check_invariants()
@@ -74,9 +74,9 @@ def test_sweep_across_two_levels_leaves_last_maker_partly_filled() -> None:
 def test_incoming_remainder_rests_as_partial_match() -> None:
     book = ladder()
     taker = ask(95, 25, trader=3)
-    result = book.submit(taker, NOW)
-    assert result.status is Status.PARTIAL_MATCH
-    assert [f.amount for f in result.fills] == [10]
+    status, fills = book.submit(taker, NOW)
+    assert status is Status.PARTIAL_MATCH
+    assert [amount for _, _, _, amount, _, _ in fills] == [10]
     assert book.get(taker.id).amount_left == 15
     assert taker.amount == 25
     assert book.best_ask == 95 and book.best_bid == 94
@@ -90,8 +90,9 @@ def test_time_priority_within_a_level_and_partial_fill_keeps_place() -> None:
     book.submit(second, NOW)
     book.submit(bid(100, 4, trader=3), NOW)
     assert [o.id for o in book.levels(Side.Ask)[0].orders.values()] == [first.id, second.id]
-    result = book.submit(bid(100, 8, trader=3), NOW)
-    assert [(f.maker.id, f.amount) for f in result.fills] == [(first.id, 6), (second.id, 2)]
+    _, fills = book.submit(bid(100, 8, trader=3), NOW)
+    trades = [(maker.id, amount) for maker, _, _, amount, _, _ in fills]
+    assert trades == [(first.id, 6), (second.id, 2)]
     book.check_invariants()
 
 
@@ -101,17 +102,17 @@ def test_self_trade_is_skipped_and_book_ends_crossed_with_negative_spread() -> N
     other_ask = ask(101, 10, trader=2)
     book.submit(own_ask, NOW)
     book.submit(other_ask, NOW)
-    result = book.submit(bid(102, 15, trader=1), NOW)
-    assert result.status is Status.PARTIAL_MATCH
-    assert [(f.maker.id, f.amount) for f in result.fills] == [(other_ask.id, 10)]
+    status, fills = book.submit(bid(102, 15, trader=1), NOW)
+    assert status is Status.PARTIAL_MATCH
+    assert [(maker.id, amount) for maker, _, _, amount, _, _ in fills] == [(other_ask.id, 10)]
     assert book.get(own_ask.id).amount_left == 10
     assert (book.best_bid, book.best_ask) == (102, 100)
     assert book.crossed
     assert book.spread == -2
     book.check_invariants()
     # Another trader's bid still reaches the skipped ask.
-    result = book.submit(bid(100, 10, trader=3), NOW)
-    assert [(f.maker.id, f.amount) for f in result.fills] == [(own_ask.id, 10)]
+    status, fills = book.submit(bid(100, 10, trader=3), NOW)
+    assert [(maker.id, amount) for maker, _, _, amount, _, _ in fills] == [(own_ask.id, 10)]
     book.check_invariants()
 
 
@@ -121,9 +122,9 @@ def test_self_trade_skip_within_a_level_matches_the_next_order() -> None:
     other = ask(100, 5, trader=2)
     book.submit(own, NOW)
     book.submit(other, NOW)
-    result = book.submit(bid(100, 5, trader=1), NOW)
-    assert result.status is Status.FULL_MATCH
-    assert [f.maker.id for f in result.fills] == [other.id]
+    status, fills = book.submit(bid(100, 5, trader=1), NOW)
+    assert status is Status.FULL_MATCH
+    assert [maker.id for maker, *_ in fills] == [other.id]
     assert [o.id for o in book.orders()] == [own.id]
     book.check_invariants()
 
@@ -150,8 +151,8 @@ def test_expired_resting_order_is_passed_over_and_removed() -> None:
     long = ask(101, 10, trader=2)
     book.submit(short, NOW)
     book.submit(long, NOW)
-    result = book.submit(bid(101, 10, trader=3), NOW + 10)
-    assert [(f.maker.id, f.price) for f in result.fills] == [(long.id, 101)]
+    _, fills = book.submit(bid(101, 10, trader=3), NOW + 10)
+    assert [(maker.id, price) for maker, _, price, *_ in fills] == [(long.id, 101)]
     assert short.id not in book
     assert len(book) == 0
     book.check_invariants()
@@ -203,11 +204,11 @@ def test_largest_amounts_and_prices_are_exact() -> None:
     book = Book(MARKET)
     maker = ask(MAX_UINT128, MAX_UINT128, trader=1)
     book.submit(maker, NOW)
-    result = book.submit(bid(MAX_UINT128, MAX_UINT128 - 1, trader=2), NOW)
-    assert result.status is Status.FULL_MATCH
-    [fill] = result.fills
-    assert fill.amount == MAX_UINT128 - 1
-    assert fill.price == MAX_UINT128
+    status, fills = book.submit(bid(MAX_UINT128, MAX_UINT128 - 1, trader=2), NOW)
+    assert status is Status.FULL_MATCH
+    [(_, _, price, amount, _, _)] = fills
+    assert amount == MAX_UINT128 - 1
+    assert price == MAX_UINT128
     assert book.get(maker.id).amount_left == 1
     assert book.ltp == MAX_UINT128
     book.check_invariants()
