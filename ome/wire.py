@@ -229,8 +229,8 @@ def book_json(book: Book) -> dict[str, Any]:
     bids, asks = book.depth
     return {
         "market": book.market,
-        "bids": {str(lv.price): orders_json(lv.orders.values()) for lv in book.levels(Side.Bid)},
-        "asks": {str(lv.price): orders_json(lv.orders.values()) for lv in book.levels(Side.Ask)},
+        "bids": {str(lv.price): orders_json(lv.orders()) for lv in book.levels(Side.Bid)},
+        "asks": {str(lv.price): orders_json(lv.orders()) for lv in book.levels(Side.Ask)},
         "ltp": str(book.ltp),
         "depth": [bids, asks],
         "crossed": book.crossed,

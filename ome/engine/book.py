@@ -3,9 +3,16 @@
 Layout: per side, a dict from a signed price key to its `PriceLevel` and a
 binary heap of those keys. A bid rests under the key `-price` and an ask under
 `price`, so on both sides the smallest key is the best price and one matching
-loop serves both. Each level keeps its orders in an insertion-ordered dict
-(id -> order), which is the time queue and allows O(1) removal by id. A
+loop serves both. Each level keeps its orders in a deque in time priority. A
 book-wide dict indexes every resting order by id.
+
+An order leaves its level lazily: a filled, cancelled or expired order gets
+`amount_left = 0` ("dead") and is popped when it reaches the front of its
+queue; a level packs its deque once dead entries outnumber live ones. So the
+front of every queue is live, matching never walks over more dead entries
+than it removes, and cancel is O(1) amortised. (A dict per level would allow
+deletion by id, but keeps deleted slots that every later match would walk.)
+An `Order` object therefore enters a book once: resubmit a new object.
 
 Two secondary indexes, by user and by expiration, are append-only lists: an
 order that leaves the book stays listed ("stale") until its list is next read
@@ -29,6 +36,7 @@ much as resting an order in a whole index, and the hot path builds one per
 submit and one per fill.
 """
 
+from collections import deque
 from collections.abc import Iterator
 from enum import StrEnum
 from heapq import heapify, heappop, heappush
@@ -67,14 +75,36 @@ _BID = Side.Bid
 
 
 class PriceLevel:
-    """The orders resting at one price, in time priority, and their total amount left."""
+    """The orders at one price in time priority, with their total amount left.
 
-    __slots__ = ("orders", "price", "volume")
+    `queue` also holds `dead` entries (amount_left 0) until they reach its
+    front or the level is packed; its first entry is always live.
+    """
+
+    __slots__ = ("dead", "price", "queue", "volume")
 
     def __init__(self, price: int) -> None:
         self.price = price
-        self.orders: dict[str, Order] = {}
+        self.queue: deque[Order] = deque()
         self.volume = 0
+        self.dead = 0
+
+    def orders(self) -> list[Order]:
+        """The live orders, in time priority."""
+        return [order for order in self.queue if order.amount_left]
+
+    def __len__(self) -> int:
+        return len(self.queue) - self.dead
+
+    def drop_dead(self) -> None:
+        """Pop dead entries off the front; pack when dead ones still outnumber live ones."""
+        queue = self.queue
+        while queue and not queue[0].amount_left:
+            queue.popleft()
+            self.dead -= 1
+        if self.dead > len(queue) - self.dead:
+            self.queue = deque(self.orders())
+            self.dead = 0
 
 
 class Book:
@@ -183,7 +213,7 @@ class Book:
         """Every resting order: bids best-first, then asks best-first, each level in queue order."""
         for side in Side:
             for level in self.levels(side):
-                yield from level.orders.values()
+                yield from level.orders()
 
     # ---------------------------------------------------------------- changes
 
@@ -227,7 +257,7 @@ class Book:
         self._rest(order)
 
     def cancel(self, order_id: str) -> Order:
-        """Remove a resting order and return it."""
+        """Remove a resting order and return it (dead: its amount_left is now 0)."""
         order = self._orders.get(order_id)
         if order is None:
             raise OrderNotFound(order_id)
@@ -263,22 +293,27 @@ class Book:
             if level is None:
                 heappop(heap)
                 continue
-            level_orders = level.orders
             price = level.price
-            gone: list[Order] = []
             traded = 0
-            for maker in level_orders.values():
+            died = 0
+            for maker in level.queue:
+                left = maker.amount_left
+                if not left:
+                    continue
                 if maker.expiration <= now:
-                    gone.append(maker)
+                    maker.amount_left = 0
+                    level.volume -= left
+                    del orders[maker.id]
+                    died += 1
                     continue
                 if maker.user == user:
                     continue
-                left = maker.amount_left
                 if left <= remaining:
                     remaining -= left
                     traded += left
                     maker.amount_left = 0
-                    gone.append(maker)
+                    del orders[maker.id]
+                    died += 1
                     fills.append((maker, taker, price, left, 0, remaining))
                     if not remaining:
                         break
@@ -291,13 +326,11 @@ class Book:
             if traded:
                 self.ltp = price
                 level.volume -= traded
-            if gone:
-                for maker in gone:
-                    del level_orders[maker.id]
-                    del orders[maker.id]
-                    level.volume -= maker.amount_left
-                self._depth[opposite] -= len(gone)
-                if not level_orders:
+            if died:
+                self._depth[opposite] -= died
+                level.dead += died
+                level.drop_dead()
+                if not level.queue:
                     del levels[key]
                     heappop(heap)
                     if not remaining:
@@ -332,7 +365,7 @@ class Book:
             if len(heap) > _COMPACT_FACTOR * len(levels) + _COMPACT_SLACK:
                 heap[:] = levels
                 heapify(heap)
-        level.orders[oid] = order
+        level.queue.append(order)
         level.volume += order.amount_left
         self._orders[oid] = order
         self._depth[side] += 1
@@ -357,9 +390,11 @@ class Book:
         key = -order.price if side is _BID else order.price
         levels = self._levels[side]
         level = levels[key]
-        del level.orders[order.id]
         level.volume -= order.amount_left
-        if not level.orders:
+        order.amount_left = 0
+        level.dead += 1
+        level.drop_dead()
+        if not level.queue:
             del levels[key]
             heap = self._heaps[side]
             while heap and heap[0] not in levels:
@@ -410,17 +445,20 @@ class Book:
             heap = self._heaps[side]
             count = 0
             for key, level in levels.items():
-                assert level.orders, f"empty level at {level.price}"
+                assert level.queue and level.queue[0].amount_left, f"level {level.price} front"
                 assert key == (-level.price if side is _BID else level.price)
                 assert key in heap, f"level {level.price} missing from the heap"
+                dead = [o for o in level.queue if not o.amount_left]
+                assert len(dead) == level.dead, f"level {level.price} dead count"
+                assert level.dead <= len(level), f"level {level.price} should have been packed"
+                assert all(self._orders.get(o.id) is not o for o in dead)
                 total = 0
-                for oid, order in level.orders.items():
-                    assert oid == order.id
+                for order in level.orders():
                     assert order.side == side and order.price == level.price
                     assert order.target_tracer == self.market
                     assert 0 < order.amount_left <= order.amount
-                    assert oid not in seen, f"order {oid} rests twice"
-                    seen[oid] = order
+                    assert order.id not in seen, f"order {order.id} rests twice"
+                    seen[order.id] = order
                     total += order.amount_left
                     count += 1
                 assert total == level.volume, (

@@ -54,7 +54,7 @@ def test_fill_at_one_level_trades_at_the_resting_price() -> None:
 def test_sweep_across_two_levels_leaves_last_maker_partly_filled() -> None:
     book = ladder()
     first_96 = book.levels(Side.Ask)[0]
-    maker_96 = next(iter(first_96.orders.values()))
+    maker_96 = next(iter(first_96.orders()))
     status, fills = book.submit(bid(97, 15, trader=3), NOW)
     assert status is Status.FULL_MATCH
     trades = [
@@ -89,7 +89,7 @@ def test_time_priority_within_a_level_and_partial_fill_keeps_place() -> None:
     book.submit(first, NOW)
     book.submit(second, NOW)
     book.submit(bid(100, 4, trader=3), NOW)
-    assert [o.id for o in book.levels(Side.Ask)[0].orders.values()] == [first.id, second.id]
+    assert [o.id for o in book.levels(Side.Ask)[0].orders()] == [first.id, second.id]
     _, fills = book.submit(bid(100, 8, trader=3), NOW)
     trades = [(maker.id, amount) for maker, _, _, amount, _, _ in fills]
     assert trades == [(first.id, 6), (second.id, 2)]
@@ -132,7 +132,7 @@ def test_self_trade_skip_within_a_level_matches_the_next_order() -> None:
 def test_cancel_partly_filled_order() -> None:
     book = ladder()
     book.submit(bid(96, 3, trader=3), NOW)
-    maker = next(iter(book.levels(Side.Ask)[0].orders.values()))
+    maker = next(iter(book.levels(Side.Ask)[0].orders()))
     assert maker.amount_left == 7
     cancelled = book.cancel(maker.id)
     assert cancelled is maker

@@ -226,9 +226,7 @@ class BookMatchesReference(RuleBasedStateMachine):
         book.check_invariants()
         ref = self.reference
         for side in Side:
-            actual = [
-                (o.id, o.amount_left) for lvl in book.levels(side) for o in lvl.orders.values()
-            ]
+            actual = [(o.id, o.amount_left) for lvl in book.levels(side) for o in lvl.orders()]
             assert actual == ref.side(side)
         assert book.best_bid == ref.best(Side.Bid)
         assert book.best_ask == ref.best(Side.Ask)
