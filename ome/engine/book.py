@@ -96,15 +96,18 @@ class PriceLevel:
     def __len__(self) -> int:
         return len(self.queue) - self.dead
 
-    def drop_dead(self) -> None:
-        """Pop dead entries off the front; pack when dead ones still outnumber live ones."""
+    def bury(self, count: int) -> None:
+        """Account for `count` more dead entries: pop the dead front, pack when they dominate."""
         queue = self.queue
-        while queue and not queue[0].amount_left:
+        dead = self.dead + count
+        # Dead entries are in the queue, so it is not empty while `dead` is not 0.
+        while dead and not queue[0].amount_left:
             queue.popleft()
-            self.dead -= 1
-        if self.dead > len(queue) - self.dead:
+            dead -= 1
+        if 2 * dead > len(queue):
             self.queue = deque(self.orders())
-            self.dead = 0
+            dead = 0
+        self.dead = dead
 
 
 class Book:
@@ -328,14 +331,21 @@ class Book:
                 level.volume -= traded
             if died:
                 self._depth[opposite] -= died
-                level.dead += died
-                level.drop_dead()
-                if not level.queue:
+                # bury(), inlined for the common case: the dead are the front.
+                queue = level.queue
+                dead = level.dead + died
+                while dead and not queue[0].amount_left:
+                    queue.popleft()
+                    dead -= 1
+                if not queue:
                     del levels[key]
                     heappop(heap)
                     if not remaining:
                         break
                     continue
+                level.dead = dead
+                if 2 * dead > len(queue):
+                    level.bury(0)
             if not remaining:
                 break
             # Only the taker's own orders are left at this level: look past it.
@@ -392,8 +402,7 @@ class Book:
         level = levels[key]
         level.volume -= order.amount_left
         order.amount_left = 0
-        level.dead += 1
-        level.drop_dead()
+        level.bury(1)
         if not level.queue:
             del levels[key]
             heap = self._heaps[side]
