@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from ome.api import protocol  # noqa: F401  (makes protocol-level errors JSON)
 from ome.api.keys import CLOCK, EXECUTIONER, SETTINGS
 from ome.api.lifecycle import CONTEXTS
 from ome.api.middlewares import error_middleware, request_context

@@ -1,7 +1,9 @@
 """Every error is the JSON error object, mapped in one table; CORS and the request id."""
 
+import asyncio
 import inspect
 import io
+import json
 
 import pytest
 
@@ -187,3 +189,25 @@ async def test_a_malformed_segment_or_body_is_400_even_for_an_unknown_market(
     client: Client, method: str, path: str
 ) -> None:
     await refused(client, method, path, 400, json={"price": "1"} if method == "POST" else None)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"NOT-HTTP\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"POST /book HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    ],
+)
+async def test_a_malformed_http_request_gets_the_json_error_object(
+    client: Client, raw: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(raw)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == {"status": 400, "message": "Bad Request"}
