@@ -241,13 +241,14 @@ class Book:
         if order.id in self._orders:
             raise DuplicateOrder(order.id)
         if order.side is _BID:
+            opposite = 1
             limit = order.price
-            heap = self._heaps[1]
         else:
+            opposite = 0
             limit = -order.price
-            heap = self._heaps[0]
+        heap = self._heaps[opposite]
         if heap and heap[0] <= limit:
-            fills = self._take(order, heap, limit, now)
+            fills = self._take(order, opposite, limit, now)
             if not order.amount_left:
                 return _FULL_MATCH, fills
             self._rest(order)
@@ -261,10 +262,28 @@ class Book:
 
     def cancel(self, order_id: str) -> Order:
         """Remove a resting order and return it (dead: its amount_left is now 0)."""
-        order = self._orders.get(order_id)
+        order = self._orders.pop(order_id, None)
         if order is None:
             raise OrderNotFound(order_id)
-        self._remove(order)
+        side = order.side
+        key = -order.price if side is _BID else order.price
+        levels = self._levels[side]
+        level = levels[key]
+        level.volume -= order.amount_left
+        order.amount_left = 0
+        queue = level.queue
+        # Comparing identities first spares reading the front order's memory
+        # when the cancelled order is elsewhere in the queue, as it usually is.
+        if queue[0] is order or 2 * (level.dead + 1) > len(queue):
+            level.bury(1)
+        else:
+            level.dead += 1
+        if not level.queue:
+            del levels[key]
+            heap = self._heaps[side]
+            while heap and heap[0] not in levels:
+                heappop(heap)
+        self._depth[side] -= 1
         return order
 
     def sweep_expired(self, now: int) -> list[Order]:
@@ -273,21 +292,20 @@ class Book:
         removed: list[Order] = []
         while heap and heap[0] <= now:
             for order in self._live(self._expiring.pop(heappop(heap))):
-                self._remove(order)
-                removed.append(order)
+                removed.append(self.cancel(order.id))
         return removed
 
     # -------------------------------------------------------------- internals
 
-    def _take(self, taker: Order, heap: list[int], limit: int, now: int) -> list[Fill]:
-        """Trade `taker` against the opposite side's levels with keys up to `limit`."""
-        opposite = 1 - taker.side
+    def _take(self, taker: Order, opposite: int, limit: int, now: int) -> list[Fill]:
+        """Trade `taker` against the `opposite` side's levels with keys up to `limit`."""
+        heap = self._heaps[opposite]
         levels = self._levels[opposite]
         orders = self._orders
         remaining = taker.amount_left
         user = taker.user
         fills: list[Fill] = []
-        passed_over: list[int] = []
+        passed_over: list[int] | None = None
         while heap:
             key = heap[0]
             if key > limit:
@@ -349,9 +367,12 @@ class Book:
             if not remaining:
                 break
             # Only the taker's own orders are left at this level: look past it.
+            if passed_over is None:
+                passed_over = []
             passed_over.append(heappop(heap))
-        for key in passed_over:
-            heappush(heap, key)
+        if passed_over:
+            for key in passed_over:
+                heappush(heap, key)
         while heap and heap[0] not in levels:
             heappop(heap)
         taker.amount_left = remaining
@@ -394,28 +415,6 @@ class Book:
         self._compact_countdown -= 1
         if not self._compact_countdown:
             self._compact()
-
-    def _remove(self, order: Order) -> None:
-        side = order.side
-        key = -order.price if side is _BID else order.price
-        levels = self._levels[side]
-        level = levels[key]
-        level.volume -= order.amount_left
-        order.amount_left = 0
-        queue = level.queue
-        # Comparing identities first spares reading the front order's memory
-        # when the cancelled order is elsewhere in the queue, as it usually is.
-        if queue[0] is order or 2 * (level.dead + 1) > len(queue):
-            level.bury(1)
-        else:
-            level.dead += 1
-        if not level.queue:
-            del levels[key]
-            heap = self._heaps[side]
-            while heap and heap[0] not in levels:
-                heappop(heap)
-        self._depth[side] -= 1
-        del self._orders[order.id]
 
     def _live(self, listed: list[Order]) -> list[Order]:
         """The entries of an append-only index that still rest, in the order they rested.
