@@ -20,10 +20,11 @@ which was a third of the time of an aggressive order. Two secondary indexes,
 by user and by expiration, are append-only lists: an order that leaves the
 book stays listed ("stale") until its list is next read or rebuilt.
 Appending is several times cheaper than keeping a dict per list up to date
-on every fill and cancel. An entry is live when the id index maps its id to
-that very object and it has amount left. `_compact` rebuilds the three
-indexes when stale entries outnumber live orders; it is checked once per
-`len(book)` rests, so the check is O(1) amortised and memory stays O(live).
+on every fill and cancel. An order leaves the book only by dying, so an
+entry is live exactly when its order has amount left. `_compact` rebuilds
+the three indexes when stale entries outnumber live orders; it is checked
+once per `len(book)` rests, so the check is O(1) amortised and memory stays
+O(live).
 
 Price-heap entries are removed lazily too: a key whose level is gone stays in
 the heap until it reaches the top, where it is popped. Invariant: the top of
@@ -423,22 +424,13 @@ class Book:
         if not self._compact_countdown:
             self._compact()
 
-    def _live(self, listed: list[Order]) -> list[Order]:
+    @staticmethod
+    def _live(listed: list[Order]) -> list[Order]:
         """The entries of an append-only index that still rest, in the order they rested.
 
-        An order object rested again after a cancel is listed twice; its last
-        entry is the one that counts.
+        An order leaves the book only by dying (amount_left 0), so that is the test.
         """
-        orders = self._orders
-        seen: set[str] = set()
-        live = []
-        for order in reversed(listed):
-            oid = order.id
-            if order.amount_left and orders.get(oid) is order and oid not in seen:
-                seen.add(oid)
-                live.append(order)
-        live.reverse()
-        return live
+        return [order for order in listed if order.amount_left]
 
     def _compact(self) -> None:
         """Rebuild the append-only indexes if stale entries outnumber live orders."""
