@@ -44,6 +44,7 @@ from collections import deque
 from collections.abc import Iterator
 from enum import StrEnum
 from heapq import heapify, heappop, heappush
+from typing import TypeVar
 
 from ome.engine.errors import (
     DuplicateOrder,
@@ -74,6 +75,7 @@ The amounts left are the maker's and the taker's right after this trade.
 SubmitResult = tuple[Status, list[Fill]]
 """What `Book.submit` did: its status and the fills in the order they happened."""
 
+_Key = TypeVar("_Key")
 _ADD, _PARTIAL_MATCH, _FULL_MATCH = Status.ADD, Status.PARTIAL_MATCH, Status.FULL_MATCH
 _BID = Side.Bid
 
@@ -433,24 +435,25 @@ class Book:
         return [order for order in listed if order.amount_left]
 
     def _compact(self) -> None:
-        """Rebuild the append-only indexes if stale entries outnumber live orders."""
+        """Rebuild the lazily pruned indexes if stale entries outnumber live orders."""
         live = len(self)
-        listed = sum(map(len, self._expiring.values()))
         limit = _COMPACT_FACTOR * live + _COMPACT_SLACK
-        if listed > limit or len(self._orders) > limit:
-            orders: dict[str, Order] = {}
-            by_user: dict[str, list[Order]] = {}
-            expiring: dict[int, list[Order]] = {}
-            for order in self.in_arrival_order():
-                orders[order.id] = order
-                by_user.setdefault(order.user, []).append(order)
-                expiring.setdefault(order.expiration, []).append(order)
-            self._orders = orders
-            self._by_user = by_user
-            self._expiring = expiring
-            self._expiry_heap = list(expiring)
+        if len(self._orders) > limit or sum(map(len, self._expiring.values())) > limit:
+            self._orders = {oid: order for oid, order in self._orders.items() if order.amount_left}
+            self._by_user = self._pruned(self._by_user)
+            self._expiring = self._pruned(self._expiring)
+            self._expiry_heap = list(self._expiring)
             heapify(self._expiry_heap)
         self._compact_countdown = live + _COMPACT_SLACK
+
+    @classmethod
+    def _pruned(cls, index: dict[_Key, list[Order]]) -> dict[_Key, list[Order]]:
+        pruned = {}
+        for key, listed in index.items():
+            live = cls._live(listed)
+            if live:
+                pruned[key] = live
+        return pruned
 
     # ------------------------------------------------------------- invariants
 
