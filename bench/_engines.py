@@ -1,14 +1,16 @@
 """The engines bench/engine.py replays a stream into: ours and the PyPI ones.
 
 Each engine turns a stream into its own inputs in `prepare` (untimed: order
-objects built, the untimed setup phase replayed), replays the timed events in
-`run`, and reports afterwards what rests. `audit` replays the stream once more
-with instrumentation, for the matched quantity, which `run` does not collect.
+objects built, the untimed setup phase replayed) and returns the timed replay;
+`resting` reports afterwards what rests. `audit` replays the stream once more
+with instrumentation, for the matched quantity, which the timed replay does
+not collect.
 
 The PyPI engines take integer ids and amounts: row `i` becomes id `i + 1`.
 They have no self-trade skip and no expiry, which the streams never need.
 """
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,26 +32,27 @@ class Totals:
     missed_cancels: int
 
 
-class Engine:
+class Engine(ABC):
     name = ""
 
+    @abstractmethod
     def prepare(self, stream: Stream) -> Callable[[], None]:
         """Build everything the timed replay needs; return the replay."""
-        raise NotImplementedError
 
+    @abstractmethod
     def resting(self) -> tuple[int, int, int]:
-        """(orders, bid quantity, ask quantity) resting after the last replay."""
-        raise NotImplementedError
+        """(orders, bid quantity, ask quantity) resting after the last replay or audit."""
 
+    @abstractmethod
     def audit(self, stream: Stream) -> Totals:
-        raise NotImplementedError
+        """Replay the whole stream, counting what the timed replay does not."""
 
 
 class Ours(Engine):
     name = "ome"
 
     def __init__(self) -> None:
-        self.book = Book("0x")
+        self.book = Book("")
 
     def _book(self, stream: Stream) -> tuple[Book, list[Any]]:
         book = Book(stream.market)
@@ -228,7 +231,7 @@ class Liquibook(Engine):
     def audit(self, stream: Stream) -> Totals:
         lb = self._lb
 
-        class Counter(lb.OrderListener):  # type: ignore[misc, name-defined]
+        class Counter(lb.OrderListener):  # type: ignore[misc]
             def __init__(self) -> None:
                 lb.OrderListener.__init__(self)
                 self.matched = 0
