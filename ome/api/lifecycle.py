@@ -10,6 +10,7 @@ is dumped with exactly the pairs not yet delivered, then the client closes.
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -50,6 +51,11 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     outbox = Outbox(pending)
     app[EXCHANGE] = exchange
     app[OUTBOX] = outbox
+    # Everything so far, a restored book above all, lives as long as the
+    # process: keep the collector from walking it on every full collection
+    # (0.4 s per pass with a million resting orders). The engine makes no
+    # reference cycles, so nothing frozen is left for the collector to free.
+    gc.freeze()
     yield
     write_dump(dumpfile, exchange, outbox.pending())
     log.info(
