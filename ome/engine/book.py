@@ -9,8 +9,8 @@ book-wide dict indexes every resting order by id.
 An order leaves its level lazily: a filled, cancelled or expired order gets
 `amount_left = 0` ("dead") and is popped when it reaches the front of its
 queue; a level packs its deque once dead entries outnumber live ones. So the
-front of every queue is live, matching never walks over more dead entries
-than it removes, and cancel is O(1) amortised. (A dict per level would allow
+front of every queue is live, a queue never holds more dead entries than
+live ones, and cancel is O(1) amortised. (A dict per level would allow
 deletion by id, but keeps deleted slots that every later match would walk.)
 An `Order` object therefore enters a book once: resubmit a new object.
 
