@@ -7,6 +7,7 @@ traders and few price levels make crossing, self-trade skips and expiry common.
 
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -18,6 +19,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+import ome.engine.book
 from ome.engine import (
     DuplicateOrder,
     EngineError,
@@ -32,6 +34,12 @@ from ome.engine import (
 from tests.engine.helpers import MARKET, NOW, user
 
 FillView = tuple[str, str, int, int, int, int]
+
+
+@pytest.fixture(autouse=True)
+def compact_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rebuild the book's lazy indexes every few rests, so the rebuilds are exercised too."""
+    monkeypatch.setattr(ome.engine.book, "_COMPACT_SLACK", 3)
 
 
 @dataclass
