@@ -236,6 +236,29 @@ def workload_d(sizes: Sizes) -> None:
         f"  {sizes.d_books[1]:,} vs {sizes.d_books[0]:,}: {ratios}, "
         f"all {sum(large) / sum(small):.2f}x (target <= 1.5x)"
     )
+    small_dict, large_dict = (_dict_ns(size, sizes.d_ops) for size in sizes.d_books)
+    print(
+        f"  for scale, a bare dict of as many order ids: check + insert + delete "
+        f"{small_dict:,.0f} vs {large_dict:,.0f} ns, {large_dict / small_dict:.2f}x "
+        f"(the memory hierarchy's own ratio on this machine)"
+    )
+
+
+def _dict_ns(size: int, ops: int) -> float:
+    """ns per duplicate check, insert and delete of a fresh id in a dict of `size` ids."""
+    rng = Random(5)
+    ids = {f"0x{rng.getrandbits(256):064x}": None for _ in range(size)}
+    fresh = [f"0x{rng.getrandbits(256):064x}" for _ in range(ops)]
+    for oid in fresh:
+        hash(oid)
+    gc.collect()
+    start = time.process_time_ns()
+    for oid in fresh:
+        if oid not in ids:
+            ids[oid] = None
+    for oid in fresh:
+        del ids[oid]
+    return (time.process_time_ns() - start) / ops
 
 
 def main() -> int:
