@@ -2,18 +2,20 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The engine compiled with mypyc (see setup.py), installed into a folder of its own.
+COMPILED := $(VENV)/ome-mypyc
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint test-compiled bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(PY)
+$(VENV)/.installed: pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(PY)
+$(VENV)/.installed-test: pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
@@ -24,12 +26,30 @@ lint: $(VENV)/.installed-test
 	$(PY) -m ruff check ome tests bench
 	$(PY) -m mypy
 
+# The engine's tests run against the pure build and, where a C compiler is
+# found, against the compiled one too.
 test: lint
 	$(PY) -m pytest
+	@if command -v cc >/dev/null 2>&1; then $(MAKE) --no-print-directory test-compiled; \
+	else echo "no C compiler found: the mypyc-compiled engine was not tested"; fi
 
-bench: $(VENV)/.installed-test
+$(COMPILED)/.built: $(VENV)/.installed-test setup.py $(wildcard ome/engine/*.py)
+	rm -rf $(COMPILED)
+	MYPYC_ENGINE=1 $(PY) -m pip wheel --quiet --no-build-isolation --no-deps -w $(COMPILED)/dist .
+	$(PY) -m pip install --quiet --no-deps --target $(COMPILED)/lib $(COMPILED)/dist/*.whl
+	touch $@
+
+test-compiled: $(COMPILED)/.built
+	cd $(COMPILED) && PYTHONPATH=$(CURDIR)/$(COMPILED)/lib $(CURDIR)/$(PY) -c \
+		"import ome.engine.book as m; assert m.__file__.endswith('.so'), m.__file__"
+	cd $(COMPILED) && PYTHONPATH=$(CURDIR)/$(COMPILED)/lib $(CURDIR)/$(PY) -m pytest \
+		$(CURDIR)/tests/engine -c $(CURDIR)/pyproject.toml --rootdir=$(CURDIR) \
+		--import-mode=append -p no:cacheprovider
+
+bench: $(COMPILED)/.built
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/engine.py
+	OME_ENGINE_PATH=$(COMPILED)/lib $(PY) bench/engine.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/engine.py            # full run, under 3 minutes
     .venv/bin/python bench/engine.py --quick    # small streams, one run: a smoke test
+    OME_ENGINE_PATH=/tmp/ome-mypyc .venv/bin/python bench/engine.py   # another build
 
 Workloads (issue 2): A limit orders, about 30% trading on arrival; B A plus a
 cancel of a random resting order after each order with probability 0.3; C a
@@ -21,6 +22,7 @@ divided by theirs. The process exits 1 when any engine disagrees.
 import argparse
 import gc
 import itertools
+import os
 import platform
 import statistics
 import sys
@@ -31,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from random import Random
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# OME_ENGINE_PATH: a folder holding another build of the `ome` package (for
+# instance one compiled with mypyc) to measure in place of this checkout's.
+sys.path.insert(0, os.environ.get("OME_ENGINE_PATH") or str(Path(__file__).resolve().parents[1]))
 
 from _engines import Engine, Totals, available
 from _streams import (
@@ -271,6 +275,7 @@ def main() -> int:
         f"Python {platform.python_version()} on {platform.machine()}; "
         f"medians of {sizes.runs} run(s); engines: {', '.join(e.name for e in engines)}"
     )
+    print(f"our engine: {sys.modules[Book.__module__].__file__}")
     for note in missing:
         print(f"  {note}; ours runs without it")
     print("Bids and asks come from disjoint sets of 50 traders each: no self-trade can occur.")

@@ -5,7 +5,7 @@ everything by full scans and sorting, so it is slow and obviously right. Few
 traders and few price levels make crossing, self-trade skips and expiry common.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import settings
@@ -160,7 +160,7 @@ class BookMatchesReference(RuleBasedStateMachine):
         )
 
     def _submit_both(self, order: Order) -> None:
-        twin = Order(**{name: getattr(order, name) for name in Order.__slots__})
+        twin = replace(order)
         try:
             expected = self.reference.submit(twin, self.now)
         except EngineError as exc:
@@ -191,7 +191,7 @@ class BookMatchesReference(RuleBasedStateMachine):
 
     @rule(order=placed)
     def resubmit_same_id(self, order: Order) -> None:
-        fresh = Order(**{name: getattr(order, name) for name in Order.__slots__})
+        fresh = replace(order)
         fresh.amount_left = fresh.amount
         self._submit_both(fresh)
 
