@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -40,14 +41,7 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     else:
         exchange, pending = restored.exchange, restored.outbox
         expired = _log_expired(exchange.sweep_expired(app[CLOCK]()))
-        log.info(
-            "state_restored",
-            dumpfile=str(dumpfile),
-            markets=len(exchange.books),
-            orders=sum(len(book) for book in exchange.books.values()),
-            pending_pairs=len(pending),
-            expired=expired,
-        )
+        log.info("state_restored", **_summary(dumpfile, exchange, len(pending)), expired=expired)
     outbox = Outbox(pending)
     app[EXCHANGE] = exchange
     app[OUTBOX] = outbox
@@ -58,13 +52,17 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     gc.freeze()
     yield
     write_dump(dumpfile, exchange, outbox.pending())
-    log.info(
-        "state_dumped",
-        dumpfile=str(dumpfile),
-        markets=len(exchange.books),
-        orders=sum(len(book) for book in exchange.books.values()),
-        pending_pairs=len(outbox),
-    )
+    log.info("state_dumped", **_summary(dumpfile, exchange, len(outbox)))
+
+
+def _summary(dumpfile: Path, exchange: Exchange, pending_pairs: int) -> dict[str, Any]:
+    """What a dumpfile holds, as log fields."""
+    return {
+        "dumpfile": str(dumpfile),
+        "markets": len(exchange.books),
+        "orders": sum(len(book) for book in exchange.books.values()),
+        "pending_pairs": pending_pairs,
+    }
 
 
 async def delivery(app: web.Application) -> AsyncIterator[None]:
