@@ -9,9 +9,15 @@ FROM python:3.11-slim AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
-RUN pip install --no-cache-dir "mypy==2.4.1" "setuptools==80.9.0" "wheel==0.45.1"
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml ./
+# mypyc type-checks the engine against the libraries it imports (eth-hash), so
+# they must be installed here too: the project's own dependency list, read from
+# pyproject.toml so that it cannot drift from it.
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install --no-cache-dir "mypy==2.4.1" "setuptools==80.9.0" "wheel==0.45.1" \
+        --requirement /tmp/requirements.txt
+COPY setup.py README.md ./
 COPY ome ./ome
 RUN MYPYC_ENGINE=1 pip wheel --no-deps --no-build-isolation --no-cache-dir --wheel-dir /dist .
 

@@ -2,10 +2,16 @@
 is two stages on python:3.11-slim with only the wheel carried over, it runs as a non-root
 user with an exec-form start command, and its environment defaults are the deployed ones."""
 
+import ast
+import importlib.metadata
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from ome.config import Settings, load_settings
 from tests.deploy.sources import (
@@ -123,3 +129,69 @@ def test_dockerignore_admits_only_the_build_inputs() -> None:
     assert admitted == copied
     for name in admitted:
         assert (ROOT / name).exists(), f"{name} is copied but does not exist"
+
+
+def _imports(path: Path) -> set[str]:
+    """The absolute module names a source file imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def _compiled_modules() -> list[str]:
+    """setup.py's ENGINE_MODULES, read without running setup.py."""
+    for node in ast.parse((ROOT / "setup.py").read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "ENGINE_MODULES"
+            for target in node.targets
+        ):
+            modules: list[str] = ast.literal_eval(node.value)
+            return modules
+    raise AssertionError("setup.py names no ENGINE_MODULES")
+
+
+def _libraries_reached(paths: list[Path]) -> set[str]:
+    """Top-level names of the non-stdlib modules that `paths` import, following our own
+    modules (and the packages above them) the way mypy does."""
+    seen: set[Path] = set()
+    queue = list(paths)
+    libraries: set[str] = set()
+    while queue:
+        path = queue.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] != "ome":
+                if parts[0] not in sys.stdlib_module_names:
+                    libraries.add(parts[0])
+                continue
+            for depth in range(1, len(parts) + 1):
+                module = ROOT.joinpath(*parts[:depth])
+                candidates = (module.with_suffix(".py"), module / "__init__.py")
+                queue.extend(candidate for candidate in candidates if candidate.exists())
+    return libraries
+
+
+def test_build_stage_installs_every_library_the_compiled_engine_imports() -> None:
+    # mypyc type-checks the compiled modules against what they import; a library
+    # missing from the build stage fails `docker build`, which no other test runs.
+    libraries = _libraries_reached([ROOT / name for name in _compiled_modules()])
+    owners = importlib.metadata.packages_distributions()
+    needed = {canonicalize_name(owners[top][0]) for top in libraries}
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    dependencies = pyproject["project"]["dependencies"]
+    declared = {canonicalize_name(Requirement(d).name) for d in dependencies}
+    assert needed <= declared, f"imported by the engine but not a dependency: {needed - declared}"
+
+    runs = [c.value[0] for c in instructions(stages()[0], "RUN")]
+    installs = [i for i, run in enumerate(runs) if "pip install" in run]
+    wheel = next(i for i, run in enumerate(runs) if "pip wheel" in run)
+    assert installs and installs[0] < wheel
+    assert "['project']['dependencies']" in runs[installs[0]]
+    assert "--requirement" in runs[installs[0]]
