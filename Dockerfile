@@ -23,7 +23,7 @@ RUN MYPYC_ENGINE=1 pip wheel --no-deps --no-build-isolation --no-cache-dir --whe
 
 FROM python:3.11-slim
 # Copied rather than bind-mounted so the classic builder works too; the wheel
-# is a few dozen kilobytes.
+# is about 300 kB.
 COPY --from=build /dist /dist
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can check it without
 # looking the name up, and so fsGroup/volume ownership lines up with it.
