@@ -49,6 +49,9 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "private_key_path": ("OME_PRIVATE_KEY_PATH",),
     "force_no_tls": ("OME_FORCE_NO_TLS",),
     "log_level": ("OME_LOG_LEVEL", "RUST_LOG"),
+    "journal_dir": ("OME_JOURNAL_DIR",),
+    "fsync": ("OME_FSYNC",),
+    "snapshot_interval": ("OME_SNAPSHOT_INTERVAL",),
 }
 # field -> the flag named in error messages.
 FLAGS = {
@@ -60,7 +63,11 @@ FLAGS = {
     "private_key_path": "--private_key_path",
     "force_no_tls": "--force-no-tls",
     "log_level": "--log-level",
+    "journal_dir": "--journal_dir",
+    "fsync": "--fsync",
+    "snapshot_interval": "--snapshot_interval",
 }
+FSYNC_MODES = ("always", "off")
 
 
 class ConfigError(Exception):
@@ -98,6 +105,9 @@ class Settings(BaseSettings):
     private_key_path: Path = Path("pkey.secret")
     force_no_tls: bool = False
     log_level: str = "info"
+    journal_dir: Path = Path(".omejournal")
+    fsync: str = "always"
+    snapshot_interval: float = 300.0
     dev: bool = False
 
     @classmethod
@@ -146,7 +156,27 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL, e.g. http://localhost:3000")
         return text.rstrip("/")
 
-    @field_validator("dumpfile", "certificate_path", "private_key_path", mode="before")
+    @field_validator("fsync", mode="before")
+    @classmethod
+    def _fsync_mode(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in FSYNC_MODES:
+            return value.strip().lower()
+        raise ValueError(f"must be one of {', '.join(FSYNC_MODES)}")
+
+    @field_validator("snapshot_interval", mode="before")
+    @classmethod
+    def _positive_seconds(cls, value: Any) -> Any:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be a number of seconds") from None
+        if not 0 < seconds < float("inf"):
+            raise ValueError("must be a positive number of seconds")
+        return seconds
+
+    @field_validator(
+        "dumpfile", "certificate_path", "private_key_path", "journal_dir", mode="before"
+    )
     @classmethod
     def _path_not_empty(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -221,6 +251,23 @@ def _parser() -> _Parser:
         "--log_level",
         dest="log_level",
         help="debug, info, warning, error or critical (default info)",
+    )
+    add(
+        "--journal_dir",
+        "--journal-dir",
+        dest="journal_dir",
+        help="folder of the write-ahead journal (default .omejournal)",
+    )
+    add(
+        "--fsync",
+        help="always: every acknowledged command is on disk first (default); "
+        "off: for benchmarks and tests only",
+    )
+    add(
+        "--snapshot_interval",
+        "--snapshot-interval",
+        dest="snapshot_interval",
+        help="seconds between snapshots written to the dumpfile while serving (default 300)",
     )
     add(
         "--dev",

@@ -164,7 +164,12 @@ def test_bad_values_name_their_source(argv: list[str], environ: dict[str, str], 
 
 
 def test_settings_constructible_in_tests(tmp_path: Path) -> None:
-    settings = Settings(port=0, executioner_address="http://127.0.0.1:1", dumpfile=tmp_path / "d")
+    settings = Settings(
+        port=0,
+        executioner_address="http://127.0.0.1:1",
+        dumpfile=tmp_path / "d",
+        journal_dir=tmp_path / "j",
+    )
     assert settings.port == 0
     assert settings.dumpfile == tmp_path / "d"
 
