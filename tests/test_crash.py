@@ -87,7 +87,7 @@ async def trader(url: str, user: int, seed: int, acked: Acknowledged) -> None:
                 )
                 if data["message"] != "FullMatch":
                     mine.append(data["id"])
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 return
 
 
