@@ -8,6 +8,7 @@ a port in use; an unreadable certificate) or the dump cannot be written.
 """
 
 import asyncio
+import contextlib
 import signal
 import ssl
 import sys
@@ -19,10 +20,11 @@ from aiohttp import web
 
 from ome.api.app import create_app
 from ome.api.keys import EXIT
+from ome.api.protocol import IDLE_TIMEOUT
 from ome.config import ConfigError, Settings, load_settings
 from ome.devexecutioner import address_of, start_dev_executioner
 from ome.journal import JournalError
-from ome.logs import configure_logging
+from ome.logs import configure_logging, silence_broken_stdout
 from ome.persistence import DumpfileError
 from ome.recovery import RecoveryError
 
@@ -91,6 +93,7 @@ async def serve(settings: Settings) -> None:
             handle_signals=False,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            keepalive_timeout=IDLE_TIMEOUT,
         )
         try:
             # Setup enters the cleanup contexts, restoring the dump before the
@@ -127,8 +130,9 @@ async def serve(settings: Settings) -> None:
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:
-    log.info("shutdown_requested", signal=signal.Signals(signum).name)
+    # Stop first: nothing that happens to the log line may keep the service running.
     stop.set()
+    log.info("shutdown_requested", signal=signal.Signals(signum).name)
 
 
 def _run(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -139,7 +143,8 @@ def _run(coroutine: Coroutine[Any, Any, None]) -> None:
 
 
 def _fail(status: int, message: str) -> NoReturn:
-    print(f"ome: error: {message}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"ome: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(status)
 
 
@@ -154,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (DumpfileError, JournalError, RecoveryError, StartupError, ServiceFailed) as exc:
         log.error("ome_failed", reason=str(exc))
         _fail(1, str(exc))
+    finally:
+        silence_broken_stdout()
 
 
 if __name__ == "__main__":
