@@ -63,7 +63,7 @@ async def submit_order(request: web.Request) -> web.Response:
     book = app[EXCHANGE].get(market)
     book.check_entry(order, app[CLOCK]())
     await app[EXECUTIONER].check(order.to_dict())
-    status, fills = book.submit(order, app[CLOCK]())
+    status, fills, _expired = book.submit(order, app[CLOCK]())
     app[OUTBOX].add(fills)
     _log_accepted(order, status, fills)
     return json_response(submit_json(order, status, fills))
