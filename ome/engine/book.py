@@ -1,10 +1,15 @@
 """The limit order book of one market, matched by price-time priority.
 
-Layout: per side, a dict from a signed price key to its `PriceLevel` and a
-binary heap of those keys. A bid rests under the key `-price` and an ask under
-`price`, so on both sides the smallest key is the best price and one matching
-loop serves both. Each level keeps its orders in a deque in time priority. A
-book-wide dict indexes every resting order by id.
+Layout: per side, a dict from a signed price key to its `PriceLevel` (O(1)
+`level_at`) and a sortedcontainers `SortedList` of the same keys, so that the
+levels are walked best-first in O(N) for the first N (matching, `fillable`,
+`depth_levels`, `levels`). A bid rests under the key `-price` and an ask
+under `price`, so on both sides the smallest key is the best price and one
+matching loop serves both. The best key of each side is cached (`_best`,
+`_NO_LEVEL` when the side is empty): a submit that does not cross reads one
+int, and the sorted list is touched only when a level appears or empties.
+Each level keeps its orders in a deque in time priority. A book-wide dict
+indexes every resting order by id.
 
 An order leaves its level lazily: a filled, cancelled or expired order gets
 `amount_left = 0` ("dead") and is popped when it reaches the front of its
@@ -43,10 +48,6 @@ every index is O(live) at all times, and an empty book holds nothing but
 its finished memory. An order leaves the book only by dying, so a listed
 entry is live exactly when its order has amount left.
 
-Price-heap entries are removed lazily too: a key whose level is gone stays in
-the heap until it reaches the top, where it is popped. Invariant: the top of
-each heap is a live level, so the best prices are read in O(1).
-
 Rules (API.md "Matching rules"): trades happen at the resting order's price;
 a resting order of the taker's own user is skipped, so the book may end up
 crossed; an order whose expiration is at or before `now` never trades and is
@@ -63,7 +64,11 @@ from collections import deque
 from collections.abc import Iterator
 from enum import StrEnum
 from heapq import heapify, heappop, heappush
-from typing import NoReturn
+from itertools import islice
+from typing import NoReturn, Protocol
+
+# sortedcontainers ships no type hints; SortedKeys below declares what the book uses.
+from sortedcontainers import SortedList  # type: ignore[import-untyped, unused-ignore]
 
 from ome.engine.errors import (
     BookIntegrityError,
@@ -101,9 +106,27 @@ the resting makers it removed because they had expired (amount_left now 0)."""
 
 _ADD, _PARTIAL_MATCH, _FULL_MATCH = Status.ADD, Status.PARTIAL_MATCH, Status.FULL_MATCH
 _BID = Side.Bid
+# The cached best key of an empty side: above every key, so nothing crosses it.
+_NO_LEVEL = 1 << 256
 # Shared by every result without fills or expired makers: callers never mutate results.
 _NO_FILLS: list[Fill] = []
 _NO_ORDERS: list[Order] = []
+
+
+class SortedKeys(Protocol):
+    """The part of sortedcontainers' `SortedList` of ints that the book uses."""
+
+    def add(self, value: int) -> None: ...
+    def remove(self, value: int) -> None: ...
+    def pop(self, index: int = -1) -> int: ...
+    def __getitem__(self, index: int) -> int: ...
+    def __iter__(self) -> Iterator[int]: ...
+    def __len__(self) -> int: ...
+
+
+def _sorted_keys() -> SortedKeys:
+    keys: SortedKeys = SortedList()
+    return keys
 
 
 class PriceLevel:
@@ -160,6 +183,7 @@ class Book:
     """
 
     __slots__ = (
+        "_best",
         "_by_user",
         "_deaths",
         "_depth",
@@ -169,7 +193,7 @@ class Book:
         "_finished",
         "_finished_at",
         "_finished_heap",
-        "_heaps",
+        "_keys",
         "_levels",
         "_orders",
         "ltp",
@@ -183,7 +207,8 @@ class Book:
         self.seq = 0
         # Indexed by Side: [bids, asks].
         self._levels: tuple[dict[int, PriceLevel], dict[int, PriceLevel]] = ({}, {})
-        self._heaps: tuple[list[int], list[int]] = ([], [])
+        self._keys = (_sorted_keys(), _sorted_keys())
+        self._best = [_NO_LEVEL, _NO_LEVEL]
         self._depth = [0, 0]
         # Resting orders, and the dead ones listed in _deaths (see the module docstring).
         self._orders: dict[str, Order] = {}
@@ -209,13 +234,13 @@ class Book:
 
     @property
     def best_bid(self) -> int | None:
-        heap = self._heaps[0]
-        return -heap[0] if heap else None
+        key = self._best[0]
+        return None if key == _NO_LEVEL else -key
 
     @property
     def best_ask(self) -> int | None:
-        heap = self._heaps[1]
-        return heap[0] if heap else None
+        key = self._best[1]
+        return None if key == _NO_LEVEL else key
 
     @property
     def depth(self) -> tuple[int, int]:
@@ -225,15 +250,15 @@ class Book:
     @property
     def spread(self) -> int:
         """Best ask minus best bid; negative when crossed, 0 when a side is empty."""
-        bids, asks = self._heaps
-        if not bids or not asks:
+        bid, ask = self._best
+        if bid == _NO_LEVEL or ask == _NO_LEVEL:
             return 0
-        return asks[0] + bids[0]
+        return ask + bid
 
     @property
     def crossed(self) -> bool:
-        bids, asks = self._heaps
-        return bool(bids and asks) and -bids[0] >= asks[0]
+        bid, ask = self._best
+        return bid != _NO_LEVEL and ask != _NO_LEVEL and -bid >= ask
 
     def get(self, order_id: str) -> Order:
         order = self._orders.get(order_id)
@@ -256,9 +281,22 @@ class Book:
         return 0 if listed is None else listed.live
 
     def levels(self, side: Side) -> list[PriceLevel]:
-        """The levels of one side, best first."""
+        """The levels of one side, best first; O(levels)."""
         levels = self._levels[side]
-        return [levels[key] for key in sorted(levels)]
+        return [levels[key] for key in self._keys[side]]
+
+    def depth_levels(self, side: Side, n: int) -> list[tuple[int, int, int]]:
+        """The best `n` levels of one side: (price, total amount left, orders), best first; O(n)."""
+        levels = self._levels[side]
+        return [
+            (level.price, level.volume, len(level))
+            for level in (levels[key] for key in islice(self._keys[side], max(n, 0)))
+        ]
+
+    def level_at(self, side: Side, price: int) -> tuple[int, int] | None:
+        """(total amount left, orders) at one price of one side, None when nothing rests there."""
+        level = self._levels[side].get(-price if side is _BID else price)
+        return None if level is None else (level.volume, len(level))
 
     def in_arrival_order(self) -> Iterator[Order]:
         """Every resting order in the order the book accepted it.
@@ -306,7 +344,9 @@ class Book:
         wanted = order.amount_left
         user = order.user
         total = 0
-        for key in sorted(key for key in levels if key <= limit):
+        for key in self._keys[opposite]:
+            if key > limit:
+                break
             for maker in levels[key].queue:
                 left = maker.amount_left
                 if left and maker.expiration > now and maker.user != user:
@@ -358,8 +398,7 @@ class Book:
         else:
             opposite = 0
             limit = -order.price
-        heap = self._heaps[opposite]
-        if heap and heap[0] <= limit:
+        if self._best[opposite] <= limit:
             fills, expired = self._take(order, opposite, limit, now)
             if not order.amount_left:
                 orders[oid] = order
@@ -426,22 +465,18 @@ class Book:
         self, taker: Order, opposite: int, limit: int, now: int
     ) -> tuple[list[Fill], list[Order]]:
         """Trade `taker` against the `opposite` side's levels with keys up to `limit`."""
-        heap = self._heaps[opposite]
+        keys = self._keys[opposite]
         levels = self._levels[opposite]
         deaths = self._deaths
         remaining = taker.amount_left
         user = taker.user
         fills: list[Fill] = _NO_FILLS
         expired: list[Order] = _NO_ORDERS
-        passed_over: list[int] | None = None
-        while heap:
-            key = heap[0]
+        emptied: list[int] | None = None
+        for key in keys:
             if key > limit:
                 break
-            level = levels.get(key)
-            if level is None:
-                heappop(heap)
-                continue
+            level = levels[key]
             price = level.price
             traded = 0
             died = 0
@@ -492,7 +527,9 @@ class Book:
                     dead -= 1
                 if not queue:
                     del levels[key]
-                    heappop(heap)
+                    if emptied is None:
+                        emptied = []
+                    emptied.append(key)
                     if not remaining:
                         break
                     continue
@@ -501,15 +538,16 @@ class Book:
                     level.bury(0)
             if not remaining:
                 break
-            # Only the taker's own orders are left at this level: look past it.
-            if passed_over is None:
-                passed_over = []
-            passed_over.append(heappop(heap))
-        if passed_over:
-            for key in passed_over:
-                heappush(heap, key)
-        while heap and heap[0] not in levels:
-            heappop(heap)
+            # Otherwise only the taker's own orders are left at this level: look past it.
+        if emptied is not None:
+            # The sorted list may not change while it is walked. Emptied levels
+            # are nearly always the first keys, which pop(0) removes cheapest.
+            for key in emptied:
+                if keys[0] == key:
+                    keys.pop(0)
+                else:
+                    keys.remove(key)
+            self._best[opposite] = keys[0] if keys else _NO_LEVEL
         taker.amount_left = remaining
         return fills, expired
 
@@ -525,11 +563,9 @@ class Book:
         level = levels.get(key)
         if level is None:
             level = levels[key] = PriceLevel(price)
-            heap = self._heaps[side]
-            heappush(heap, key)
-            if len(heap) > 2 * len(levels) + _SLACK:
-                heap[:] = levels
-                heapify(heap)
+            self._keys[side].add(key)
+            if key < self._best[side]:
+                self._best[side] = key
         level.queue.append(order)
         level.volume += order.amount_left
         self._orders[order.id] = order
@@ -566,9 +602,10 @@ class Book:
             level.dead += 1
         if not level.queue:
             del levels[key]
-            heap = self._heaps[side]
-            while heap and heap[0] not in levels:
-                heappop(heap)
+            keys = self._keys[side]
+            keys.remove(key)
+            if key == self._best[side]:
+                self._best[side] = keys[0] if keys else _NO_LEVEL
         self._depth[side] -= 1
         del self._orders[order.id]
         self._leaves(order.user)
@@ -628,7 +665,7 @@ class Book:
         """Entries held by each index, stale ones included (for tests and diagnostics)."""
         return {
             "levels": len(self._levels[0]) + len(self._levels[1]),
-            "price_heaps": len(self._heaps[0]) + len(self._heaps[1]),
+            "level_keys": len(self._keys[0]) + len(self._keys[1]),
             "ids": len(self._orders),
             "deaths": len(self._deaths),
             "users": len(self._by_user),
@@ -649,9 +686,12 @@ class Book:
         market = self.market
         for side in Side:
             levels = self._levels[side]
-            heap = self._heaps[side]
-            _check_heap(heap, f"{side.name} price heap")
-            in_heap = set(heap)
+            keys = self._keys[side]
+            previous = None
+            for key in keys:
+                if previous is not None and key <= previous:
+                    _fail(f"{side.name} level keys out of order at {key}")
+                previous = key
             count = 0
             for key, level in levels.items():
                 price = level.price
@@ -659,8 +699,8 @@ class Book:
                 # Plain ifs, not _require: building a message per order would dominate.
                 if not queue or not queue[0].amount_left:
                     _fail(f"{side.name} level {price}: dead or missing front")
-                if key != (-price if side is _BID else price) or key not in in_heap:
-                    _fail(f"{side.name} level {price}: key {key} wrong or missing from the heap")
+                if key != (-price if side is _BID else price):
+                    _fail(f"{side.name} level {price}: filed under key {key}")
                 dead = 0
                 total = 0
                 for order in queue:
@@ -683,10 +723,10 @@ class Book:
                     _fail(f"{side.name} level {price}: volume {level.volume} != {total}")
             if count != self._depth[side]:
                 _fail(f"{side.name} depth {self._depth[side]} != {count}")
-            if levels:
-                _require(heap[0] == min(levels), f"{side.name} heap top is not the best level")
-            else:
-                _require(not heap, f"{side.name} heap keeps keys of an empty side")
+            _require(len(keys) == len(levels), f"{side.name} level keys != levels")
+            _require(all(key in levels for key in keys), f"{side.name} level keys != levels")
+            best = keys[0] if keys else _NO_LEVEL
+            _require(self._best[side] == best, f"{side.name} best key is not the first level")
         dying = {id(order) for order in self._deaths}
         live = 0
         for oid, order in self._orders.items():

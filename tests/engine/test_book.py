@@ -220,3 +220,16 @@ def test_orders_of_a_user_in_acceptance_order() -> None:
     assert len(mine) == 5
     assert [book.get(i).price for i in mine] == [96, 97, 98, 99, 100]
     assert book.orders_of(user(42)) == []
+
+
+def test_depth_levels_are_best_first_with_totals_and_counts() -> None:
+    book = ladder()
+    book.submit(bid(95, 4, trader=3), NOW)
+    book.submit(ask(96, 1, trader=3), NOW)
+    assert book.depth_levels(Side.Bid, 2) == [(95, 14, 2), (94, 10, 1)]
+    assert book.depth_levels(Side.Ask, 1) == [(96, 11, 2)]
+    assert len(book.depth_levels(Side.Ask, 1000)) == 5
+    assert book.level_at(Side.Bid, 95) == (14, 2)
+    assert book.level_at(Side.Bid, 96) is None
+    assert book.level_at(Side.Ask, 100) == (10, 1)
+    book.validate()

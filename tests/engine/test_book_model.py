@@ -156,6 +156,17 @@ class ReferenceBook:
         orders.sort(key=lambda r: (sign * r.price, r.seq))
         return [(r.id, r.amount_left) for r in orders]
 
+    def depth(self, side: Side) -> list[tuple[int, int, int]]:
+        """(price, amount left, orders) per price, best first."""
+        levels: dict[int, list[int]] = {}
+        for r in self.resting:
+            if r.side is side:
+                level = levels.setdefault(r.price, [0, 0])
+                level[0] += r.amount_left
+                level[1] += 1
+        best_first = sorted(levels, reverse=side is Side.Bid)
+        return [(price, levels[price][0], levels[price][1]) for price in best_first]
+
     def best(self, side: Side) -> int | None:
         prices = [r.price for r in self.resting if r.side is side]
         if not prices:
@@ -299,6 +310,12 @@ class BookMatchesReference(RuleBasedStateMachine):
         for side in Side:
             actual = [(o.id, o.amount_left) for lvl in book.levels(side) for o in lvl.orders()]
             assert actual == ref.side(side)
+            depth = ref.depth(side)
+            for n in (0, 1, 2, 7, 100):
+                assert book.depth_levels(side, n) == depth[:n]
+            at = {price: (amount, count) for price, amount, count in depth}
+            for price in range(94, 103):
+                assert book.level_at(side, price) == at.get(price)
         assert book.best_bid == ref.best(Side.Bid)
         assert book.best_ask == ref.best(Side.Ask)
         assert book.depth == (len(ref.side(Side.Bid)), len(ref.side(Side.Ask)))

@@ -187,6 +187,6 @@ def test_validate_finds_a_lost_price_key() -> None:
     for price in range(100, 110):
         book.submit(ask(price, 1), NOW)
     book.validate()
-    book._heaps[Side.Ask].pop()  # type: ignore[attr-defined]
+    book._keys[Side.Ask].remove(105)  # type: ignore[attr-defined]
     with pytest.raises(BookIntegrityError):
         book.validate()
