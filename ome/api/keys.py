@@ -1,5 +1,6 @@
 """Typed keys of everything the app shares between startup, handlers and shutdown."""
 
+import asyncio
 from collections.abc import Callable
 
 from aiohttp import web
@@ -15,3 +16,6 @@ EXECUTIONER = web.AppKey("executioner", ExecutionerClient)
 OUTBOX = web.AppKey("outbox", Outbox)
 # Unix seconds; a key of its own so that tests can move time.
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+# Set by `__main__` when the port cannot be bound: the state served nobody, so
+# the dumpfile it came from is left exactly as it was.
+START_FAILED = web.AppKey("start_failed", asyncio.Event)

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX, SETTINGS
+from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX, SETTINGS, START_FAILED
 from ome.delivery import Outbox
 from ome.engine import Exchange, Order
 from ome.persistence import check_writable, read_dump, write_dump
@@ -45,12 +45,16 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     outbox = Outbox(pending)
     app[EXCHANGE] = exchange
     app[OUTBOX] = outbox
+    start_failed = app[START_FAILED] = asyncio.Event()
     # Everything so far, a restored book above all, lives as long as the
     # process: keep the collector from walking it on every full collection
     # (0.4 s per pass with a million resting orders). The engine makes no
     # reference cycles, so nothing frozen is left for the collector to free.
     gc.freeze()
     yield
+    if start_failed.is_set():
+        log.info("state_not_dumped", dumpfile=str(dumpfile), reason="the service never served")
+        return
     write_dump(dumpfile, exchange, outbox.pending())
     log.info("state_dumped", **_summary(dumpfile, exchange, len(outbox)))
 
