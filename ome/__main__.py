@@ -19,12 +19,14 @@ import structlog
 from aiohttp import web
 
 from ome.api.app import create_app
-from ome.api.keys import START_FAILED
+from ome.api.keys import EXIT
 from ome.api.protocol import IDLE_TIMEOUT
 from ome.config import DEFAULT_EXECUTIONER, ConfigError, Settings, load_settings
 from ome.devexecutioner import address_of, start_dev_executioner
+from ome.journal import JournalError
 from ome.logs import configure_logging, silence_broken_stdout
 from ome.persistence import DumpfileError
+from ome.recovery import RecoveryError
 
 try:
     import uvloop
@@ -39,6 +41,10 @@ log = structlog.get_logger()
 
 class StartupError(Exception):
     """The service cannot start; the message says why, for the operator."""
+
+
+class ServiceFailed(Exception):
+    """The service had to stop while serving (its journal failed)."""
 
 
 def tls_context(settings: Settings) -> tuple[ssl.SSLContext | None, str]:
@@ -66,6 +72,12 @@ def tls_context(settings: Settings) -> tuple[ssl.SSLContext | None, str]:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     stop = asyncio.Event()
+    fatal: list[BaseException] = []
+
+    def on_fatal(exc: BaseException) -> None:
+        fatal.append(exc)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _request_stop, stop, signum)
@@ -78,7 +90,7 @@ async def serve(settings: Settings) -> None:
     try:
         context, reason = tls_context(settings)
         runner = web.AppRunner(
-            create_app(settings),
+            create_app(settings, on_fatal=on_fatal),
             handle_signals=False,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
@@ -92,7 +104,7 @@ async def serve(settings: Settings) -> None:
             try:
                 await site.start()
             except OSError as exc:
-                runner.app[START_FAILED].set()
+                runner.app[EXIT].write_snapshot = False
                 raise StartupError(
                     f"cannot listen on {settings.listen}:{settings.port}: {exc.strerror or exc}"
                 ) from exc
@@ -113,6 +125,8 @@ async def serve(settings: Settings) -> None:
     finally:
         if dev_runner is not None:
             await dev_runner.cleanup()
+    if fatal:
+        raise ServiceFailed(f"stopped after a journal failure: {fatal[0]}")
     log.info("ome_stopped")
 
 
@@ -156,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(settings.log_level)
     try:
         _run(serve(settings))
-    except (DumpfileError, StartupError) as exc:
+    except (DumpfileError, JournalError, RecoveryError, StartupError, ServiceFailed) as exc:
         log.error("ome_failed", reason=str(exc))
         _fail(1, str(exc))
     finally:

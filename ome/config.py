@@ -114,8 +114,7 @@ def parse_executioner_host(value: str) -> str:
         except ValueError:
             raise ValueError("must be an IP address, a host name or an http(s):// URL") from None
     elif not all(
-        label and label.isascii() and label.replace("-", "").isalnum()
-        for label in text.split(".")
+        label and label.isascii() and label.replace("-", "").isalnum() for label in text.split(".")
     ):
         raise ValueError("must be an IP address, a host name or an http(s):// URL")
     return parse_url(f"http://{host}:{EXECUTIONER_PORT}")
@@ -125,6 +124,26 @@ def parse_path(value: str) -> Path:
     if not value.strip():
         raise ValueError("must not be empty")
     return Path(value)
+
+
+FSYNC_MODES = ("always", "off")
+
+
+def parse_fsync(value: str) -> str:
+    word = value.strip().lower()
+    if word not in FSYNC_MODES:
+        raise ValueError(f"must be one of {', '.join(FSYNC_MODES)}")
+    return word
+
+
+def parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return seconds
 
 
 def parse_boolean(value: str) -> bool:
@@ -255,6 +274,35 @@ class Settings(BaseModel):
             "ome=debug work too)",
         ),
     ] = "info"
+    journal_dir: Annotated[
+        Path,
+        Option(
+            flags=("--journal_dir", "--journal-dir"),
+            env=("OME_JOURNAL_DIR",),
+            parse=parse_path,
+            help="folder of the write-ahead journal; every acknowledged command is there first",
+        ),
+    ] = Path(".omejournal")
+    fsync: Annotated[
+        str,
+        Option(
+            flags=("--fsync",),
+            env=("OME_FSYNC",),
+            parse=parse_fsync,
+            help="always: nothing is acknowledged before it is on disk; "
+            "off: for benchmarks and tests only (a crash loses acknowledged commands)",
+        ),
+    ] = "always"
+    snapshot_interval: Annotated[
+        float,
+        Option(
+            flags=("--snapshot_interval", "--snapshot-interval"),
+            env=("OME_SNAPSHOT_INTERVAL",),
+            parse=parse_seconds,
+            help="seconds between snapshots written to the dumpfile while serving; "
+            "the journal they cover is deleted",
+        ),
+    ] = 300.0
     dev: Annotated[
         bool,
         Option(

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from ome.api import protocol  # noqa: F401  (makes protocol-level errors JSON)
-from ome.api.keys import CLOCK, EXECUTIONER, SETTINGS
+from ome.api.keys import CLOCK, EXECUTIONER, EXIT, ON_FATAL, SETTINGS, Exit
 from ome.api.lifecycle import CONTEXTS
 from ome.api.middlewares import error_middleware, request_context
 from ome.api.routes import add_routes
@@ -26,16 +26,27 @@ def _now() -> int:
     return int(time.time())
 
 
+def _ignore(exc: BaseException) -> None:
+    pass
+
+
 def create_app(
     settings: Settings,
     *,
     clock: Callable[[], int] | None = None,
     executioner_timeout: float = 5.0,
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> web.Application:
-    """The OME as an aiohttp application; `clock` (unix seconds) lets tests move time."""
+    """The OME as an aiohttp application; `clock` (unix seconds) lets tests move time.
+
+    `on_fatal` is called when the service must stop (the journal failed); the
+    entry point makes the process exit 1.
+    """
     app = web.Application(middlewares=[request_context, error_middleware], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[CLOCK] = clock or _now
+    app[ON_FATAL] = on_fatal or _ignore
+    app[EXIT] = Exit()
     add_routes(app)
 
     async def executioner(app: web.Application) -> AsyncIterator[None]:
