@@ -21,7 +21,7 @@ from aiohttp import web
 from ome.api.app import create_app
 from ome.api.keys import EXIT
 from ome.api.protocol import IDLE_TIMEOUT
-from ome.config import ConfigError, Settings, load_settings
+from ome.config import DEFAULT_EXECUTIONER, ConfigError, Settings, load_settings
 from ome.devexecutioner import address_of, start_dev_executioner
 from ome.journal import JournalError
 from ome.logs import configure_logging, silence_broken_stdout
@@ -82,6 +82,7 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _request_stop, stop, signum)
 
+    _log_executioner(settings)
     dev_runner = None
     if settings.dev:
         dev_runner = await start_dev_executioner()
@@ -127,6 +128,19 @@ async def serve(settings: Settings) -> None:
     if fatal:
         raise ServiceFailed(f"stopped after a journal failure: {fatal[0]}")
     log.info("ome_stopped")
+
+
+def _log_executioner(settings: Settings) -> None:
+    if settings.dev:
+        log.info("executioner_address", executioner="embedded development executioner")
+    elif settings.executioner_address == DEFAULT_EXECUTIONER:
+        log.warning(
+            "executioner_address",
+            executioner=settings.executioner_address,
+            reason="built-in default: set OME_EXECUTIONER_ADDRESS or --executioner_address",
+        )
+    else:
+        log.info("executioner_address", executioner=settings.executioner_address)
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:
