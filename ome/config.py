@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -38,6 +38,7 @@ _LEVEL_ALIASES = {
 }
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+_HEX = frozenset("0123456789abcdef")
 
 # field -> environment variables, first found wins.
 ENVIRONMENT: dict[str, tuple[str, ...]] = {
@@ -49,6 +50,13 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "private_key_path": ("OME_PRIVATE_KEY_PATH",),
     "force_no_tls": ("OME_FORCE_NO_TLS",),
     "log_level": ("OME_LOG_LEVEL", "RUST_LOG"),
+    "chain_id": ("OME_CHAIN_ID", "NETWORK_ID"),
+    "trader_contract": ("OME_TRADER_CONTRACT", "TRADER_CONTRACT"),
+    "allow_unsigned_cancel": ("OME_ALLOW_UNSIGNED_CANCEL",),
+    "max_inflight_per_user": ("OME_MAX_INFLIGHT_PER_USER",),
+    "max_markets": ("OME_MAX_MARKETS",),
+    "max_orders_per_user": ("OME_MAX_ORDERS_PER_USER",),
+    "admin_token": ("OME_ADMIN_TOKEN",),
 }
 # field -> the flag named in error messages.
 FLAGS = {
@@ -60,7 +68,18 @@ FLAGS = {
     "private_key_path": "--private_key_path",
     "force_no_tls": "--force-no-tls",
     "log_level": "--log-level",
+    "chain_id": "--chain_id",
+    "trader_contract": "--trader_contract",
+    "allow_unsigned_cancel": "--allow_unsigned_cancel",
+    "max_inflight_per_user": "--max_inflight_per_user",
+    "max_markets": "--max_markets",
+    "max_orders_per_user": "--max_orders_per_user",
+    # Only from the environment: a flag would show the secret in the process list.
+    "admin_token": "OME_ADMIN_TOKEN",
 }
+# The domain `--dev` verifies order signatures on: the one of the README's examples.
+DEV_CHAIN_ID = 1337
+DEV_TRADER_CONTRACT = "0x" + "33" * 20
 
 
 class ConfigError(Exception):
@@ -99,6 +118,13 @@ class Settings(BaseSettings):
     force_no_tls: bool = False
     log_level: str = "info"
     dev: bool = False
+    chain_id: int | None = None
+    trader_contract: str | None = None
+    allow_unsigned_cancel: bool = False
+    max_inflight_per_user: int = 16
+    max_markets: int = 1000
+    max_orders_per_user: int = 10000
+    admin_token: str | None = Field(None, repr=False)
 
     @classmethod
     def settings_customise_sources(
@@ -153,7 +179,71 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("force_no_tls", mode="before")
+    @field_validator("chain_id", mode="before")
+    @classmethod
+    def _chain_id_is_integer(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not (text.isascii() and text.isdigit()):
+                raise ValueError("must be a non-negative integer, e.g. 1 or 1337")
+            value = int(text)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**256
+        ):
+            raise ValueError("must be a non-negative integer, e.g. 1 or 1337")
+        return value
+
+    @field_validator("trader_contract", mode="before")
+    @classmethod
+    def _contract_is_address(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            digits = text.removeprefix("0x")
+            if len(digits) != 40 or not _HEX.issuperset(digits):
+                raise ValueError("must be an address: 0x and 40 hex digits")
+            return "0x" + digits
+        return value
+
+    @field_validator("max_inflight_per_user", "max_markets", "max_orders_per_user", mode="before")
+    @classmethod
+    def _limit_is_positive(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError("must be a positive integer")
+        return value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _token_not_blank(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("must not be blank")
+        return value
+
+    @model_validator(mode="after")
+    def _domain_is_complete(self) -> "Settings":
+        if (self.chain_id is None) != (self.trader_contract is None):
+            given, missing = ("chain_id", "trader_contract")
+            if self.chain_id is None:
+                given, missing = missing, given
+            raise ValueError(
+                f"{FLAGS[missing]} is missing ({_names(missing)}): with {FLAGS[given]} set, "
+                "order signatures are verified and need both"
+            )
+        return self
+
+    @property
+    def signature_domain(self) -> tuple[int, str] | None:
+        """(chain id, trader contract) orders are verified on; None: not verified here."""
+        if self.chain_id is not None and self.trader_contract is not None:
+            return self.chain_id, self.trader_contract
+        if self.dev:
+            return DEV_CHAIN_ID, DEV_TRADER_CONTRACT
+        return None
+
+    @field_validator("force_no_tls", "allow_unsigned_cancel", mode="before")
     @classmethod
     def _boolean_word(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -171,6 +261,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return parse_log_level(value)
         return value
+
+
+def _names(field: str) -> str:
+    return "environment " + " or ".join(ENVIRONMENT[field])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -225,7 +319,47 @@ def _parser() -> _Parser:
     add(
         "--dev",
         action="store_true",
-        help="run the development executioner in the same process and use it",
+        help="run the development executioner in the same process and use it; verify "
+        f"order signatures on chain {DEV_CHAIN_ID}, contract {DEV_TRADER_CONTRACT} unless set",
+    )
+    add(
+        "--chain_id",
+        "--chain-id",
+        dest="chain_id",
+        help="chain id of the EIP-712 domain orders are signed on; with --trader_contract, "
+        "signatures are verified here (env OME_CHAIN_ID, NETWORK_ID)",
+    )
+    add(
+        "--trader_contract",
+        "--trader-contract",
+        dest="trader_contract",
+        help="the trader contract, the domain's verifyingContract "
+        "(env OME_TRADER_CONTRACT, TRADER_CONTRACT)",
+    )
+    add(
+        "--allow_unsigned_cancel",
+        "--allow-unsigned-cancel",
+        dest="allow_unsigned_cancel",
+        action="store_true",
+        help="let a DELETE without a body cancel any order, as older frontends send it",
+    )
+    add(
+        "--max_inflight_per_user",
+        "--max-inflight-per-user",
+        dest="max_inflight_per_user",
+        help="orders of one user waiting on the executioner's check at once (default 16)",
+    )
+    add(
+        "--max_markets",
+        "--max-markets",
+        dest="max_markets",
+        help="markets that may be open (default 1000)",
+    )
+    add(
+        "--max_orders_per_user",
+        "--max-orders-per-user",
+        dest="max_orders_per_user",
+        help="resting orders of one user in one market (default 10000)",
     )
     return parser
 
@@ -260,7 +394,9 @@ def load_settings(
         return Settings(**values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
         message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:
+            raise ConfigError(message) from None
+        field = str(error["loc"][0])
         source = sources.get(field, field)
         raise ConfigError(f"{source}: invalid value {values.get(field)!r}: {message}") from None

@@ -11,13 +11,15 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from ome.access import InFlight
 from ome.api import protocol  # noqa: F401  (makes protocol-level errors JSON)
-from ome.api.keys import CLOCK, EXECUTIONER, SETTINGS
+from ome.api.keys import CLOCK, EXECUTIONER, IN_FLIGHT, ORDER_DOMAIN, SETTINGS
 from ome.api.lifecycle import CONTEXTS
 from ome.api.middlewares import error_middleware, request_context
 from ome.api.routes import add_routes
 from ome.config import Settings
 from ome.executioner import ExecutionerClient
+from ome.signing import Domain
 
 MAX_BODY = 1024**2
 
@@ -36,6 +38,9 @@ def create_app(
     app = web.Application(middlewares=[request_context, error_middleware], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[CLOCK] = clock or _now
+    domain = settings.signature_domain
+    app[ORDER_DOMAIN] = None if domain is None else Domain.of(*domain)
+    app[IN_FLIGHT] = InFlight(settings.max_inflight_per_user)
     add_routes(app)
 
     async def executioner(app: web.Application) -> AsyncIterator[None]:

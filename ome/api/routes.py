@@ -12,9 +12,11 @@ answer is sent.
 import structlog
 from aiohttp import web
 
-from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX
+from ome.access import authorize_admin
+from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, IN_FLIGHT, ORDER_DOMAIN, OUTBOX, SETTINGS
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
 from ome.engine import Book, Fill, Order, Status
+from ome.signing import verify_order
 from ome.wire import (
     book_json,
     markets_json,
@@ -46,6 +48,7 @@ async def list_markets(request: web.Request) -> web.Response:
 
 
 async def create_market(request: web.Request) -> web.Response:
+    authorize_admin(request.headers.get("Authorization"), request.app[SETTINGS].admin_token)
     market = parse_market_body(parse_body(await request.read()))
     request.app[EXCHANGE].create(market)
     log.info("market_created", market=market)
@@ -62,7 +65,11 @@ async def submit_order(request: web.Request) -> web.Response:
     app = request.app
     book = app[EXCHANGE].get(market)
     book.check_entry(order, app[CLOCK]())
-    await app[EXECUTIONER].check(order.to_dict())
+    domain = app[ORDER_DOMAIN]
+    if domain is not None:
+        verify_order(domain, order)
+    with app[IN_FLIGHT].hold(order.user):
+        await app[EXECUTIONER].check(order.to_dict())
     status, fills = book.submit(order, app[CLOCK]())
     app[OUTBOX].add(fills)
     _log_accepted(order, status, fills)
