@@ -114,9 +114,10 @@ def test_bad_values_name_their_source(argv: list[str], environ: dict[str, str], 
     assert "\n" not in str(caught.value)
 
 
-def test_the_admin_token_has_no_flag() -> None:
-    with pytest.raises(ConfigError):
-        load_settings(["--admin_token", "x"], {})
+def test_admin_token_blank_is_refused_and_the_flag_works() -> None:
+    assert load_settings(["--admin_token", " tok "], {}).admin_token == "tok"
+    with pytest.raises(ConfigError, match="--admin_token"):
+        load_settings(["--admin_token", " "], {})
 
 
 def test_half_a_domain_exits_2_naming_the_missing_setting() -> None:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ome.access import InFlight
 from ome.api import protocol  # noqa: F401  (makes protocol-level errors JSON)
-from ome.api.keys import CLOCK, EXECUTIONER, IN_FLIGHT, ORDER_DOMAIN, SETTINGS
+from ome.api.keys import CLOCK, EXECUTIONER, EXIT, IN_FLIGHT, ON_FATAL, ORDER_DOMAIN, SETTINGS, Exit
 from ome.api.lifecycle import CONTEXTS
 from ome.api.middlewares import error_middleware, request_context
 from ome.api.routes import add_routes
@@ -28,16 +28,27 @@ def _now() -> int:
     return int(time.time())
 
 
+def _ignore(exc: BaseException) -> None:
+    pass
+
+
 def create_app(
     settings: Settings,
     *,
     clock: Callable[[], int] | None = None,
     executioner_timeout: float = 5.0,
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> web.Application:
-    """The OME as an aiohttp application; `clock` (unix seconds) lets tests move time."""
+    """The OME as an aiohttp application; `clock` (unix seconds) lets tests move time.
+
+    `on_fatal` is called when the service must stop (the journal failed); the
+    entry point makes the process exit 1.
+    """
     app = web.Application(middlewares=[request_context, error_middleware], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[CLOCK] = clock or _now
+    app[ON_FATAL] = on_fatal or _ignore
+    app[EXIT] = Exit()
     domain = settings.signature_domain
     app[ORDER_DOMAIN] = None if domain is None else Domain.of(*domain)
     app[IN_FLIGHT] = InFlight(settings.max_inflight_per_user)

@@ -69,6 +69,7 @@ def settings(tmp_path: Path, fake_executioner: FakeExecutioner) -> Settings:
         port=0,
         executioner_address=fake_executioner.url,
         dumpfile=tmp_path / "dump.json",
+        journal_dir=tmp_path / "journal",
         allow_unsigned_cancel=True,
     )
 

@@ -156,7 +156,7 @@ async def test_without_a_domain_signatures_are_left_to_the_executioner(
 
 
 async def test_dev_verifies_on_the_readme_domain_unless_told_otherwise(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock
+    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock, tmp_path: Path
 ) -> None:
     dev = await aiohttp_client(create_app(settings.model_copy(update={"dev": True}), clock=clock))
     await open_market(dev, VECTOR_MARKET)
@@ -168,7 +168,15 @@ async def test_dev_verifies_on_the_readme_domain_unless_told_otherwise(
 
     elsewhere = await aiohttp_client(
         create_app(
-            settings.model_copy(update={"dev": True, "chain_id": 5, "trader_contract": MARKET}),
+            settings.model_copy(
+                update={
+                    "dev": True,
+                    "chain_id": 5,
+                    "trader_contract": MARKET,
+                    "journal_dir": tmp_path / "other-journal",
+                    "dumpfile": tmp_path / "other-dump.json",
+                }
+            ),
             clock=clock,
         )
     )
