@@ -157,11 +157,8 @@ async def periodic_snapshots(app: web.Application) -> AsyncIterator[None]:
     )
     app[SNAPSHOTTER] = snapshotter
     task = _snapshot_forever(snapshotter, commands, settings.snapshot_interval)
-    try:
-        async with _background(task, "snapshots"):
-            yield
-    finally:
-        snapshotter.abort()
+    async with _background(task, "snapshots"):
+        yield
 
 
 CONTEXTS: list[Callable[[web.Application], AsyncIterator[None]]] = [
