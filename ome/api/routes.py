@@ -12,6 +12,7 @@ answer is sent.
 import structlog
 from aiohttp import web
 
+from ome.api import openapi
 from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
 from ome.engine import Book, Fill, Order, Status
@@ -39,6 +40,10 @@ def _book(request: web.Request) -> Book:
 
 async def health(request: web.Request) -> web.Response:
     return json_response(message(200, "Healthy"))
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(body=openapi.document_bytes(), content_type="application/json")
 
 
 async def list_markets(request: web.Request) -> web.Response:
@@ -117,6 +122,7 @@ def _log_accepted(order: Order, status: Status, fills: list[Fill]) -> None:
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", health)
+    router.add_get("/openapi.json", openapi_document)
     router.add_get("/book", list_markets)
     router.add_post("/book", create_market)
     router.add_get("/book/{market}", get_book)
