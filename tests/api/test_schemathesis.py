@@ -2,8 +2,7 @@
 
 `python -m ome --dev` runs as a subprocess on 127.0.0.1 (the development
 executioner inside it checks orders and settles pairs), and schemathesis
-sends every request to it. Every operation
-is run through schemathesis' examples, coverage and fuzzing phases, with
+sends every request to it. Every operation is run through schemathesis' examples, coverage and fuzzing phases, with
 valid and invalid data, and then through its stateful phase, which follows
 the document's links (create a market, place an order in it, read it,
 cancel it). Every check schemathesis has runs, with one exception stated in
@@ -66,7 +65,7 @@ def test_every_operation_answers_as_documented(case: schemathesis.Case, server: 
     case.call_and_validate(base_url=server)
 
 
-def test_a_whole_cli_run_finds_nothing(server: str) -> None:
+def test_a_whole_cli_run_finds_nothing(server: str, tmp_path: Path) -> None:
     """`st run` as an integrator runs it, on the served document: every phase, stateful too."""
     run = subprocess.run(
         [
@@ -78,5 +77,6 @@ def test_a_whole_cli_run_finds_nothing(server: str) -> None:
         capture_output=True,
         text=True,
         timeout=240,
+        cwd=tmp_path,  # where it keeps its cache of crashes
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr
