@@ -32,8 +32,7 @@ from tests.api.conftest import (
 )
 from tests.fakes import FakeExecutioner
 
-# The shared known answers live next to the repository, as API.md links them.
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "order_ids.json"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "order_ids.json"
 ORDER_PATH = f"/book/{MARKET}/order"
 
 
