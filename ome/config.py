@@ -114,8 +114,7 @@ def parse_executioner_host(value: str) -> str:
         except ValueError:
             raise ValueError("must be an IP address, a host name or an http(s):// URL") from None
     elif not all(
-        label and label.isascii() and label.replace("-", "").isalnum()
-        for label in text.split(".")
+        label and label.isascii() and label.replace("-", "").isalnum() for label in text.split(".")
     ):
         raise ValueError("must be an IP address, a host name or an http(s):// URL")
     return parse_url(f"http://{host}:{EXECUTIONER_PORT}")
@@ -134,6 +133,16 @@ def parse_boolean(value: str) -> bool:
     if word in _FALSE:
         return False
     raise ValueError("must be true or false")
+
+
+def parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0 <= seconds <= 3600:
+        raise ValueError("must be from 0 to 3600 seconds")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -255,6 +264,37 @@ class Settings(BaseModel):
             "ome=debug work too)",
         ),
     ] = "info"
+    access_log: Annotated[
+        bool,
+        Option(
+            flags=("--access_log", "--access-log"),
+            env=("OME_ACCESS_LOG",),
+            parse=parse_boolean,
+            help="log one http_request line per request: method, route, status, latency, "
+            "request id",
+            switch=True,
+        ),
+    ] = False
+    metrics: Annotated[
+        bool,
+        Option(
+            flags=("--metrics",),
+            env=("OME_METRICS",),
+            parse=parse_boolean,
+            help="count requests, orders, deliveries and journal writes, served at GET /metrics "
+            "in the Prometheus text format (true or false)",
+        ),
+    ] = True
+    drain_delay: Annotated[
+        float,
+        Option(
+            flags=("--drain_delay", "--drain-delay"),
+            env=("OME_DRAIN_DELAY",),
+            parse=parse_seconds,
+            help="seconds to go on serving after SIGTERM, GET /ready answering 503, so that "
+            "load balancers stop sending before the port closes",
+        ),
+    ] = 0.0
     dev: Annotated[
         bool,
         Option(

@@ -59,6 +59,7 @@ class Operation:
     body: type[BaseModel] | None = None
     body_example: JSON | None = None
     description: str = ""
+    ok_media: str = "application/json"
     # OpenAPI links from the success answer to later operations (stateful testing follows them).
     links: dict[str, JSON] = field(default_factory=dict)
 
@@ -94,6 +95,27 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         200,
         "The process is serving",
         status_object(200, "Healthy"),
+    ),
+    ("GET", "/ready"): Operation(
+        "ready",
+        "Readiness",
+        200,
+        "The state is restored and the journal writable: send traffic. The executioner's "
+        "reachability is reported, but does not make the process unready",
+        _ref("Readiness"),
+        {
+            503: "Starting (restore or journal replay running), draining for shutdown, or the "
+            "journal cannot be written; the body is the same object as for 200",
+        },
+    ),
+    ("GET", "/metrics"): Operation(
+        "metrics",
+        "Prometheus metrics",
+        200,
+        "The Prometheus text exposition format",
+        {"type": "string"},
+        {404: "Metrics are turned off (--metrics false)"},
+        ok_media="text/plain",
     ),
     ("GET", "/openapi.json"): Operation(
         "openapi",
@@ -229,6 +251,21 @@ RESPONSE_SCHEMAS: dict[str, JSON] = {
             "message": {"type": "string", "minLength": 1},
         },
     },
+    "Readiness": {
+        "type": "object",
+        "required": ["status", "message", "phase", "journal", "executioner"],
+        "properties": {
+            "status": {"enum": [200, 503]},
+            "message": {"enum": ["Ready", "Starting", "Draining", "Journal unavailable"]},
+            "phase": {"enum": ["starting", "ready", "draining"]},
+            "journal": {"enum": ["ok", "unavailable"]},
+            "executioner": {
+                "enum": ["up", "down", "unknown"],
+                "description": "How the last call to the executioner went: answered (up), not "
+                "answered (down), none made yet (unknown)",
+            },
+        },
+    },
     "Address": {**_CANONICAL_ADDRESS, "description": "0x and 40 lowercase hex digits"},
     "OrderId": {**_CANONICAL_ID, "description": "0x and 64 lowercase hex digits"},
     "Decimal": {**_DECIMAL, "description": "An unsigned integer as a decimal string"},
@@ -342,7 +379,10 @@ def _operation(op: Operation) -> JSON:
     errors = dict(op.errors)
     if op.body is not None:
         errors[413] = _BODY_TOO_LARGE
-    ok: JSON = {"description": op.ok_description, "content": _json_content(op.ok_schema)}
+    ok: JSON = {
+        "description": op.ok_description,
+        "content": {op.ok_media: {"schema": op.ok_schema}},
+    }
     if op.links:
         ok["links"] = op.links
     responses: JSON = {str(op.ok_status): ok}

@@ -13,9 +13,10 @@ import structlog
 from aiohttp import web
 
 from ome.api import openapi
-from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX
+from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, METRICS, OUTBOX, READINESS
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
 from ome.engine import Book, Fill, Order, Status
+from ome.metrics import CONTENT_TYPE
 from ome.wire import (
     book_json,
     markets_json,
@@ -44,6 +45,18 @@ async def health(request: web.Request) -> web.Response:
 
 async def openapi_document(request: web.Request) -> web.Response:
     return web.Response(body=openapi.document_bytes(), content_type="application/json")
+
+
+async def ready(request: web.Request) -> web.Response:
+    status, body = request.app[READINESS].report()
+    return json_response(body, status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    figures = request.app[METRICS]
+    if figures is None:
+        raise web.HTTPNotFound(reason="Metrics are turned off")
+    return web.Response(body=figures.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def list_markets(request: web.Request) -> web.Response:
@@ -122,6 +135,8 @@ def _log_accepted(order: Order, status: Status, fills: list[Fill]) -> None:
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", health)
+    router.add_get("/ready", ready)
+    router.add_get("/metrics", metrics)
     router.add_get("/openapi.json", openapi_document)
     router.add_get("/book", list_markets)
     router.add_post("/book", create_market)
