@@ -99,7 +99,7 @@ class Ours(Engine):
                 else:
                     missed += 1
                 continue
-            _, fills = book.submit(orders[e], NOW)
+            _, fills, _ = book.submit(orders[e], NOW)
             crossing += bool(fills)
             matched += sum(amount for _, _, _, amount, _, _ in fills)
         self.book = book

@@ -8,6 +8,7 @@ a port in use; an unreadable certificate) or the dump cannot be written.
 """
 
 import asyncio
+import contextlib
 import signal
 import ssl
 import sys
@@ -18,10 +19,14 @@ import structlog
 from aiohttp import web
 
 from ome.api.app import create_app
+from ome.api.keys import EXIT
+from ome.api.protocol import IDLE_TIMEOUT
 from ome.config import ConfigError, Settings, load_settings
 from ome.devexecutioner import address_of, start_dev_executioner
-from ome.logs import configure_logging
+from ome.journal import JournalError
+from ome.logs import configure_logging, silence_broken_stdout
 from ome.persistence import DumpfileError
+from ome.recovery import RecoveryError
 
 try:
     import uvloop
@@ -36,6 +41,10 @@ log = structlog.get_logger()
 
 class StartupError(Exception):
     """The service cannot start; the message says why, for the operator."""
+
+
+class ServiceFailed(Exception):
+    """The service had to stop while serving (its journal failed)."""
 
 
 def tls_context(settings: Settings) -> tuple[ssl.SSLContext | None, str]:
@@ -63,6 +72,12 @@ def tls_context(settings: Settings) -> tuple[ssl.SSLContext | None, str]:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     stop = asyncio.Event()
+    fatal: list[BaseException] = []
+
+    def on_fatal(exc: BaseException) -> None:
+        fatal.append(exc)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _request_stop, stop, signum)
@@ -74,10 +89,11 @@ async def serve(settings: Settings) -> None:
     try:
         context, reason = tls_context(settings)
         runner = web.AppRunner(
-            create_app(settings),
+            create_app(settings, on_fatal=on_fatal),
             handle_signals=False,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            keepalive_timeout=IDLE_TIMEOUT,
         )
         try:
             # Setup enters the cleanup contexts, restoring the dump before the
@@ -87,6 +103,7 @@ async def serve(settings: Settings) -> None:
             try:
                 await site.start()
             except OSError as exc:
+                runner.app[EXIT].write_snapshot = False
                 raise StartupError(
                     f"cannot listen on {settings.listen}:{settings.port}: {exc.strerror or exc}"
                 ) from exc
@@ -107,12 +124,15 @@ async def serve(settings: Settings) -> None:
     finally:
         if dev_runner is not None:
             await dev_runner.cleanup()
+    if fatal:
+        raise ServiceFailed(f"stopped after a journal failure: {fatal[0]}")
     log.info("ome_stopped")
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:
-    log.info("shutdown_requested", signal=signal.Signals(signum).name)
+    # Stop first: nothing that happens to the log line may keep the service running.
     stop.set()
+    log.info("shutdown_requested", signal=signal.Signals(signum).name)
 
 
 def _run(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -123,7 +143,8 @@ def _run(coroutine: Coroutine[Any, Any, None]) -> None:
 
 
 def _fail(status: int, message: str) -> NoReturn:
-    print(f"ome: error: {message}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"ome: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(status)
 
 
@@ -135,9 +156,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(settings.log_level)
     try:
         _run(serve(settings))
-    except (DumpfileError, StartupError) as exc:
+    except (DumpfileError, JournalError, RecoveryError, StartupError, ServiceFailed) as exc:
         log.error("ome_failed", reason=str(exc))
         _fail(1, str(exc))
+    finally:
+        silence_broken_stdout()
 
 
 if __name__ == "__main__":

@@ -126,6 +126,26 @@ def parse_path(value: str) -> Path:
     return Path(value)
 
 
+FSYNC_MODES = ("always", "off")
+
+
+def parse_fsync(value: str) -> str:
+    word = value.strip().lower()
+    if word not in FSYNC_MODES:
+        raise ValueError(f"must be one of {', '.join(FSYNC_MODES)}")
+    return word
+
+
+def parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return seconds
+
+
 def parse_boolean(value: str) -> bool:
     word = value.strip().lower()
     if word in _TRUE:
@@ -135,7 +155,7 @@ def parse_boolean(value: str) -> bool:
     raise ValueError("must be true or false")
 
 
-def parse_seconds(value: str) -> float:
+def parse_delay(value: str) -> float:
     try:
         seconds = float(value.strip())
     except ValueError:
@@ -264,6 +284,35 @@ class Settings(BaseModel):
             "ome=debug work too)",
         ),
     ] = "info"
+    journal_dir: Annotated[
+        Path,
+        Option(
+            flags=("--journal_dir", "--journal-dir"),
+            env=("OME_JOURNAL_DIR",),
+            parse=parse_path,
+            help="folder of the write-ahead journal; every acknowledged command is there first",
+        ),
+    ] = Path(".omejournal")
+    fsync: Annotated[
+        str,
+        Option(
+            flags=("--fsync",),
+            env=("OME_FSYNC",),
+            parse=parse_fsync,
+            help="always: nothing is acknowledged before it is on disk; "
+            "off: for benchmarks and tests only (a crash loses acknowledged commands)",
+        ),
+    ] = "always"
+    snapshot_interval: Annotated[
+        float,
+        Option(
+            flags=("--snapshot_interval", "--snapshot-interval"),
+            env=("OME_SNAPSHOT_INTERVAL",),
+            parse=parse_seconds,
+            help="seconds between snapshots written to the dumpfile while serving; "
+            "the journal they cover is deleted",
+        ),
+    ] = 300.0
     access_log: Annotated[
         bool,
         Option(
@@ -290,7 +339,7 @@ class Settings(BaseModel):
         Option(
             flags=("--drain_delay", "--drain-delay"),
             env=("OME_DRAIN_DELAY",),
-            parse=parse_seconds,
+            parse=parse_delay,
             help="seconds to go on serving after SIGTERM, GET /ready answering 503, so that "
             "load balancers stop sending before the port closes",
         ),

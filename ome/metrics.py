@@ -32,6 +32,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from ome.commands import (
+    Applied,
+    MarketCreated,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    PairSettled,
+    Trade,
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MAX_MARKET_SERIES = 64
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -89,6 +99,10 @@ class Metrics:
     fsync: Histogram = field(init=False)
     records_per_fsync: Histogram = field(init=False)
     _http_children: dict[tuple[str, str, int], Any] = field(init=False, default_factory=dict)
+    _orders_by_result: dict[str, Any] = field(init=False, default_factory=dict)
+    _collector: "_Collector" = field(init=False)
+    # Pair key -> unix seconds of the command that made it, for pairs made since the start.
+    _pending_since: dict[str, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -133,12 +147,49 @@ class Metrics:
             buckets=_RECORDS_BUCKETS,
             registry=r,
         )
-        r.register(_Collector(self.sources))
+        self._collector = _Collector(self.sources)
+        r.register(self._collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    def pending_since(self, key: str | None) -> float | None:
+        """When the pair `key` was made; the process start for a pair restored at start."""
+        if key is None:
+            return None
+        return self._pending_since.get(key, self.started)
+
+    @property
+    def started(self) -> float:
+        return self._collector.started
+
     # ------------------------------------------------------------ where events happen
+
+    def sink(self, applied: Applied) -> None:
+        """Command-path sink: count what the command did."""
+        for event in applied.events:
+            kind = type(event)
+            if kind is Trade:
+                assert isinstance(event, Trade)
+                self.fills.inc()
+                self.matched.inc(event.amount)
+                self._pending_since[event.key] = applied.time
+            elif kind is OrderAccepted:
+                assert isinstance(event, OrderAccepted)
+                result = event.status.value
+                child = self._orders_by_result.get(result)
+                if child is None:
+                    child = self._orders_by_result[result] = self.orders.labels(result)
+                child.inc()
+            elif kind is OrderCancelled:
+                self.cancels.inc()
+            elif kind is OrderExpired:
+                self.expiries.inc()
+            elif kind is PairSettled:
+                assert isinstance(event, PairSettled)
+                self._pending_since.pop(event.key, None)
+            elif kind is MarketCreated:
+                self.markets_created.inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -166,7 +217,7 @@ class _Collector(Collector):
 
     def __init__(self, sources: Sources) -> None:
         self._sources = sources
-        self._started = time.time()
+        self.started = time.time()
 
     def collect(self) -> Iterator[Metric]:
         s = self._sources
@@ -225,5 +276,5 @@ class _Collector(Collector):
             value=-1 if up is None else int(up),
         )
         yield GaugeMetricFamily(
-            "ome_start_time_seconds", "Unix time the process started", value=self._started
+            "ome_start_time_seconds", "Unix time the process started", value=self.started
         )

@@ -29,6 +29,7 @@ from ome.api.app import create_app
 from ome.config import Settings
 from ome.engine import Exchange, Order, Side
 from ome.persistence import read_dump, write_dump
+from ome.state import State
 from tests.fakes import FakeExecutioner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,10 +191,10 @@ async def test_sigterm_under_load_keeps_every_acknowledged_order_and_pair(
     resting = {o.id: o.amount_left for o in state.exchange.get(MARKET).orders()}
     assert resting == {order: amount for order, amount in left.items() if amount > 0}
     assert fills, "the load should cross some orders"
-    pending = [(p["maker"]["id"], p["taker"]["id"]) for p in state.outbox]
+    pending = [(p.maker["id"], p.taker["id"]) for p in state.outbox.pairs()]
     assert Counter(pending) == Counter(fills)
     tried_keys = {r.headers["Idempotency-Key"] for r in fake_executioner.submits}
-    assert tried_keys == {state.outbox[0]["key"]}
+    assert tried_keys == {state.outbox.pairs()[0].key}
 
     # After a restart the same book is served and the pairs are delivered, in order.
     fake_executioner.reset()
@@ -210,13 +211,13 @@ async def test_sigterm_under_load_keeps_every_acknowledged_order_and_pair(
     served |= {o["id"]: int(o["amount_left"]) for lvl in book["asks"].values() for o in lvl}
     assert served == resting
     delivered = await fake_executioner.wait_delivered(len(state.outbox), timeout=20)
-    assert delivered == [{"maker": p["maker"], "taker": p["taker"]} for p in state.outbox]
+    assert delivered == [{"maker": p.maker, "taker": p.taker} for p in state.outbox.pairs()]
     keys = [r.headers["Idempotency-Key"] for r in fake_executioner.submits if r.status == 200]
-    assert keys == [p["key"] for p in state.outbox]
+    assert keys == [p.key for p in state.outbox.pairs()]
 
     assert await second.stop(signal.SIGTERM) == 0
     final = read_dump(dumpfile)
-    assert final is not None and final.outbox == []
+    assert final is not None and len(final.outbox) == 0
 
 
 async def test_sigint_dumps_and_restart_serves_the_identical_book(
@@ -448,7 +449,12 @@ async def test_expiry_sweep_removes_orders_when_nothing_trades(
     tmp_path: Path, fake_executioner: FakeExecutioner, aiohttp_client: AiohttpClient
 ) -> None:
     clock = Clock(1_700_000_000)
-    settings = Settings(port=0, executioner_address=fake_executioner.url, dumpfile=tmp_path / "d")
+    settings = Settings(
+        port=0,
+        executioner_address=fake_executioner.url,
+        dumpfile=tmp_path / "d",
+        journal_dir=tmp_path / "j",
+    )
     client = await aiohttp_client(create_app(settings, clock=clock))
     assert (await client.post("/book", json={"market": MARKET})).status == 201
     body = order_body(1, "Bid", 100, 5, 1, expiration=str(clock.now + 10))
@@ -476,9 +482,14 @@ async def test_restore_drops_expired_orders_and_shutdown_dumps(
     for order in (kept, gone):
         book.submit(order, now)
     dumpfile = tmp_path / "dump.json"
-    write_dump(dumpfile, exchange, [])
+    write_dump(dumpfile, State(exchange))
 
-    settings = Settings(port=0, executioner_address=fake_executioner.url, dumpfile=dumpfile)
+    settings = Settings(
+        port=0,
+        executioner_address=fake_executioner.url,
+        dumpfile=dumpfile,
+        journal_dir=tmp_path / "j",
+    )
     client = await aiohttp_client(create_app(settings, clock=Clock(now + 5)))
     served = await (await client.get(f"/book/{MARKET}")).json()
     assert [o["id"] for level in served["bids"].values() for o in level] == [kept.id]

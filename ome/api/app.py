@@ -14,14 +14,25 @@ from aiohttp.typedefs import Middleware
 
 from ome.api import protocol  # noqa: F401  (makes protocol-level errors JSON)
 from ome.api.health import Phase, Readiness
-from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, METRICS, OUTBOX, READINESS, SETTINGS
+from ome.api.keys import (
+    CLOCK,
+    COMMANDS,
+    EXECUTIONER,
+    EXIT,
+    METRICS,
+    ON_FATAL,
+    READINESS,
+    SENDER,
+    SETTINGS,
+    Exit,
+)
 from ome.api.lifecycle import CONTEXTS
 from ome.api.middlewares import error_middleware, request_context
 from ome.api.observe import observing
 from ome.api.routes import add_routes
 from ome.config import Settings
 from ome.executioner import ExecutionerClient
-from ome.metrics import Metrics, Sources
+from ome.metrics import Metrics
 
 MAX_BODY = 1024**2
 
@@ -30,13 +41,22 @@ def _now() -> int:
     return int(time.time())
 
 
+def _ignore(exc: BaseException) -> None:
+    pass
+
+
 def create_app(
     settings: Settings,
     *,
     clock: Callable[[], int] | None = None,
     executioner_timeout: float = 5.0,
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> web.Application:
-    """The OME as an aiohttp application; `clock` (unix seconds) lets tests move time."""
+    """The OME as an aiohttp application; `clock` (unix seconds) lets tests move time.
+
+    `on_fatal` is called when the service must stop (the journal failed); the
+    entry point makes the process exit 1.
+    """
     metrics = Metrics() if settings.metrics else None
     readiness = Readiness()
     middlewares: list[Middleware] = [request_context, error_middleware]
@@ -46,6 +66,8 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[CLOCK] = clock or _now
+    app[ON_FATAL] = on_fatal or _ignore
+    app[EXIT] = Exit()
     app[METRICS] = metrics
     app[READINESS] = readiness
     add_routes(app)
@@ -72,18 +94,35 @@ def create_app(
 async def _serving(app: web.Application) -> AsyncIterator[None]:
     """Entered last, once the state is restored: ready; left first, at shutdown: draining."""
     readiness = app[READINESS]
+    journal = app[COMMANDS].journal
+    readiness.journal_ok = lambda: journal.failure is None
     metrics = app[METRICS]
     if metrics is not None:
-        _watch(metrics.sources, app, readiness)
+        _watch(metrics, app, readiness)
     readiness.phase = Phase.ready
     yield
     readiness.phase = Phase.draining
 
 
-def _watch(sources: Sources, app: web.Application, readiness: Readiness) -> None:
-    exchange, outbox = app[EXCHANGE], app[OUTBOX]
-    sources.books = lambda: exchange.books.values()
-    sources.outbox = lambda: (len(outbox), None)
-    sources.deliveries = lambda: {"delivered": outbox.delivered, "rejected": outbox.rejected}
+def _watch(metrics: Metrics, app: web.Application, readiness: Readiness) -> None:
+    """Attach the metrics where events happen and tell the scrape where levels are."""
+    commands, sender = app[COMMANDS], app[SENDER]
+    commands.sinks.append(metrics.sink)
+    commands.journal.observer = metrics.observe_flush
+    state, journal = commands.state, commands.journal
+    sources = metrics.sources
+    sources.books = lambda: state.exchange.books.values()
+
+    def outbox() -> tuple[int, float | None]:
+        first = state.outbox.first()
+        return len(state.outbox), metrics.pending_since(first.key if first else None)
+
+    sources.outbox = outbox
+    sources.deliveries = lambda: {
+        "delivered": sender.delivered,
+        "rejected": sender.rejected,
+        "retried": sender.retries,
+    }
+    sources.journal = lambda: (journal.records_written, journal.flushes)
     sources.ready = lambda: readiness.ready
     sources.executioner_up = lambda: readiness.executioner_up

@@ -15,6 +15,7 @@ from ome.engine import (
     EngineError,
     MarketExists,
     MarketMismatch,
+    NotOwner,
     OrderExpired,
     OrderNotFound,
     OrderRejected,
@@ -22,6 +23,7 @@ from ome.engine import (
     UnknownMarket,
 )
 from ome.executioner import ExecutionerError, ExecutionerRejected, ExecutionerUnavailable
+from ome.journal import JournalUnavailable
 from ome.wire import InvalidRequest
 
 INTERNAL_ERROR = "Internal server error"
@@ -33,6 +35,7 @@ STATUS: dict[type[BaseException], int | None] = {
     OrderNotFound: 404,
     OrderRejected: 400,
     MarketMismatch: 400,
+    NotOwner: 403,
     OrderExpired: 400,
     DuplicateOrder: 409,
     # Only raised when restoring a dumpfile, never by a request: if it ever is, it is a bug.
@@ -41,6 +44,7 @@ STATUS: dict[type[BaseException], int | None] = {
     ExecutionerError: 503,
     ExecutionerRejected: 400,
     ExecutionerUnavailable: 503,
+    JournalUnavailable: 503,
     web.HTTPException: None,
 }
 
@@ -59,7 +63,7 @@ def status_of(exc: BaseException) -> int:
 
 def message_of(exc: BaseException, status: int) -> str:
     """The text a client may see: the error's own message, never internals of a 500."""
-    if status >= 500 and not isinstance(exc, ExecutionerError):
+    if status >= 500 and not isinstance(exc, ExecutionerError | JournalUnavailable):
         return INTERNAL_ERROR
     if isinstance(exc, web.HTTPException):
         return exc.reason

@@ -1,21 +1,21 @@
-"""The REST routes of API.md, one thin handler each: parse, call the engine, emit.
+"""The REST routes, one thin handler each: parse, call the command path, emit.
 
 Handlers raise and never catch; `middlewares.error_middleware` answers every
-failure. An order submission runs API.md's checks in its order: path and body
-(400), market (404), `book.check_entry` (target_tracer 400, expired 400,
-duplicate 409), the executioner's `/check` (400 / 503), then `book.submit`,
-which repeats the entry checks atomically because other requests ran during
-the await. The matched pairs go to the outbox, which delivers them after this
-answer is sent.
+failure. Every change goes through `ome.commands.Commands`, whose commands
+return once their journal record is durable. An order submission runs the
+checks in this order: path and body (400), market (404), `check_entry`
+(target_tracer 400, expired 400, resting or finished id 409), the
+executioner's `/check` (400 / 503), then `place`, which repeats the entry
+checks atomically because other requests ran during the await. The matched
+pairs are in the outbox, whose sender delivers them after this answer.
 """
 
-import structlog
 from aiohttp import web
 
 from ome.api import openapi
-from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, METRICS, OUTBOX, READINESS
+from ome.api.keys import COMMANDS, EXECUTIONER, METRICS, READINESS
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
-from ome.engine import Book, Fill, Order, Status
+from ome.engine import Book
 from ome.metrics import CONTENT_TYPE
 from ome.wire import (
     book_json,
@@ -30,13 +30,11 @@ from ome.wire import (
     submit_json,
 )
 
-log = structlog.get_logger("ome.api")
-
 
 def _book(request: web.Request) -> Book:
     """The path's book; handlers parse their other segments first, so any malformed one is 400."""
     market = parse_address(request.match_info["market"], "market")
-    return request.app[EXCHANGE].get(market)
+    return request.app[COMMANDS].book(market)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -60,13 +58,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def list_markets(request: web.Request) -> web.Response:
-    return json_response(markets_json(request.app[EXCHANGE].markets()))
+    return json_response(markets_json(request.app[COMMANDS].markets()))
 
 
 async def create_market(request: web.Request) -> web.Response:
     market = parse_market_body(parse_body(await request.read()))
-    request.app[EXCHANGE].create(market)
-    log.info("market_created", market=market)
+    await request.app[COMMANDS].create_market(market)
     return json_response(message(201, "Market created"), 201)
 
 
@@ -77,13 +74,10 @@ async def get_book(request: web.Request) -> web.Response:
 async def submit_order(request: web.Request) -> web.Response:
     request[MARKET] = market = parse_address(request.match_info["market"], "market")
     request[ORDER] = order = parse_order(parse_body(await request.read()))
-    app = request.app
-    book = app[EXCHANGE].get(market)
-    book.check_entry(order, app[CLOCK]())
-    await app[EXECUTIONER].check(order.to_dict())
-    status, fills = book.submit(order, app[CLOCK]())
-    app[OUTBOX].add(fills)
-    _log_accepted(order, status, fills)
+    commands = request.app[COMMANDS]
+    commands.check_entry(market, order)
+    await request.app[EXECUTIONER].check(order.to_dict())
+    status, fills = await commands.place(order)
     return json_response(submit_json(order, status, fills))
 
 
@@ -98,9 +92,8 @@ async def get_order(request: web.Request) -> web.Response:
 
 async def cancel_order(request: web.Request) -> web.Response:
     order_id = parse_order_id(request.match_info["order_id"])
-    book = _book(request)
-    order = book.cancel(order_id)
-    log.info("order_cancelled", market=book.market, order_id=order.id, user=order.user)
+    market = _book(request).market
+    await request.app[COMMANDS].cancel(market, order_id)
     return json_response(message(200, "Order cancelled"))
 
 
@@ -112,24 +105,6 @@ async def user_orders(request: web.Request) -> web.Response:
 async def preflight(request: web.Request) -> web.Response:
     """CORS preflight; the headers themselves are added to every response by a middleware."""
     return json_response(message(200, "OK"))
-
-
-def _log_accepted(order: Order, status: Status, fills: list[Fill]) -> None:
-    market = order.target_tracer
-    log.info(
-        "order_accepted", market=market, order_id=order.id, user=order.user, status=status.value
-    )
-    for maker, taker, price, amount, _, _ in fills:
-        log.info(
-            "order_matched",
-            market=market,
-            maker=maker.id,
-            taker=taker.id,
-            maker_user=maker.user,
-            taker_user=taker.user,
-            price=str(price),
-            amount=str(amount),
-        )
 
 
 def add_routes(app: web.Application) -> None:

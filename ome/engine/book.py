@@ -49,6 +49,7 @@ from typing import TypeVar
 from ome.engine.errors import (
     DuplicateOrder,
     MarketMismatch,
+    NotOwner,
     OrderExpired,
     OrderNotFound,
 )
@@ -72,7 +73,7 @@ Fill = tuple[Order, Order, int, int, int, int]
 The amounts left are the maker's and the taker's right after this trade.
 """
 
-SubmitResult = tuple[Status, list[Fill]]
+SubmitResult = tuple[Status, list[Fill], list[Order]]
 """What `Book.submit` did: its status and the fills in the order they happened."""
 
 _Key = TypeVar("_Key")
@@ -130,11 +131,14 @@ class Book:
         "_orders",
         "ltp",
         "market",
+        "seq",
     )
 
     def __init__(self, market: str) -> None:
         self.market = market
         self.ltp = 0
+        # Commands applied to this book; kept by the command path, not the engine.
+        self.seq = 0
         # Indexed by Side: [bids, asks].
         self._levels: tuple[dict[int, PriceLevel], dict[int, PriceLevel]] = ({}, {})
         self._heaps: tuple[list[int], list[int]] = ([], [])
@@ -263,21 +267,24 @@ class Book:
         if heap and heap[0] <= limit:
             fills = self._take(order, opposite, limit, now)
             if not order.amount_left:
-                return _FULL_MATCH, fills
+                return _FULL_MATCH, fills, []
             self._rest(order)
-            return (_PARTIAL_MATCH if fills else _ADD), fills
+            return (_PARTIAL_MATCH if fills else _ADD), fills, []
         self._rest(order)
-        return _ADD, []
+        return _ADD, [], []
 
     def restore(self, order: Order) -> None:
         """Rest an order as it stood in a snapshot, without matching or checks."""
         self._rest(order)
 
-    def cancel(self, order_id: str) -> Order:
+    def cancel(self, order_id: str, *, owner: str | None = None) -> Order:
         """Remove a resting order and return it (dead: its amount_left is now 0)."""
-        order = self._orders.pop(order_id, None)
+        order = self._orders.get(order_id)
         if order is None or not order.amount_left:
             raise OrderNotFound(order_id)
+        if owner is not None and owner != order.user:
+            raise NotOwner(order_id)
+        del self._orders[order_id]
         side = order.side
         key = -order.price if side is _BID else order.price
         levels = self._levels[side]
@@ -298,6 +305,10 @@ class Book:
                 heappop(heap)
         self._depth[side] -= 1
         return order
+
+    def expiry_due(self, now: int) -> bool:
+        heap = self._expiry_heap
+        return bool(heap) and heap[0] <= now
 
     def sweep_expired(self, now: int) -> list[Order]:
         """Remove every resting order with expiration <= now; O(1) when there is none."""

@@ -37,6 +37,12 @@ class OrderNotFound(EngineError):
         self.order_id = order_id
 
 
+class NotOwner(EngineError):
+    def __init__(self, order_id: str) -> None:
+        super().__init__("Not the order's owner")
+        self.order_id = order_id
+
+
 class OrderRejected(EngineError):
     """An order refused before it touched the book."""
 

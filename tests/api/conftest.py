@@ -65,7 +65,10 @@ def clock() -> Clock:
 @pytest.fixture
 def settings(tmp_path: Path, fake_executioner: FakeExecutioner) -> Settings:
     return Settings(
-        port=0, executioner_address=fake_executioner.url, dumpfile=tmp_path / "dump.json"
+        port=0,
+        executioner_address=fake_executioner.url,
+        dumpfile=tmp_path / "dump.json",
+        journal_dir=tmp_path / "journal",
     )
 
 

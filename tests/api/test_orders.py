@@ -251,7 +251,11 @@ async def test_executioner_down_is_a_503(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = Settings(executioner_address=f"http://127.0.0.1:{port}", dumpfile=tmp_path / "d")
+    settings = Settings(
+        executioner_address=f"http://127.0.0.1:{port}",
+        dumpfile=tmp_path / "d",
+        journal_dir=tmp_path / "j",
+    )
     client = await aiohttp_client(create_app(settings, clock=clock, executioner_timeout=0.3))
     assert (await client.post("/book", json={"market": MARKET})).status == 201
     assert await refused(client, "POST", ORDER_PATH, 503, json=order_body()) == (

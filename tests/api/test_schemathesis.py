@@ -2,12 +2,13 @@
 
 `python -m ome --dev` runs as a subprocess on 127.0.0.1 (the development
 executioner inside it checks orders and settles pairs), and schemathesis
-sends every request to it. Every operation is run through schemathesis' examples, coverage and fuzzing phases, with
-valid and invalid data, and then through its stateful phase, which follows
-the document's links (create a market, place an order in it, read it,
-cancel it). Every check schemathesis has runs, with one exception stated in
-`CONFIG`. Examples and the time per example are bounded so the module
-takes well under a minute.
+sends every request to it. Every operation is run through schemathesis'
+examples, coverage and fuzzing phases, with valid and invalid data; then a
+whole `st run` on the served document adds the stateful phase, which follows
+the document's links (create a market, place an order in it, read it, cancel
+it). Every check schemathesis has runs, with the one exception stated in
+schemathesis.toml. Examples and the time per example are bounded so that the
+module takes well under a minute.
 """
 
 import subprocess

@@ -114,6 +114,7 @@ def _environment(installed: Installed, port: int, dumpfile: Path) -> dict[str, s
         "OME_LISTEN_ADDRESS": "127.0.0.1",
         "OME_LISTEN_PORT": str(port),
         "OME_DUMPFILE": str(dumpfile),
+        "OME_JOURNAL_DIR": str(dumpfile.parent / "journal"),
     }
     return env
 

@@ -40,7 +40,7 @@ def test_ladder_rests_best_first_with_depth_and_spread() -> None:
 def test_fill_at_one_level_trades_at_the_resting_price() -> None:
     book = ladder()
     taker = bid(99, 4, trader=3)
-    status, fills = book.submit(taker, NOW)
+    status, fills, _ = book.submit(taker, NOW)
     assert status is Status.FULL_MATCH
     [(maker, filled_taker, price, amount, maker_left, taker_left)] = fills
     assert (price, amount, maker_left, taker_left) == (96, 4, 6, 0)
@@ -55,7 +55,7 @@ def test_sweep_across_two_levels_leaves_last_maker_partly_filled() -> None:
     book = ladder()
     first_96 = book.levels(Side.Ask)[0]
     maker_96 = next(iter(first_96.orders()))
-    status, fills = book.submit(bid(97, 15, trader=3), NOW)
+    status, fills, _ = book.submit(bid(97, 15, trader=3), NOW)
     assert status is Status.FULL_MATCH
     trades = [
         (maker.price, amount, maker_left, taker_left)
@@ -74,7 +74,7 @@ def test_sweep_across_two_levels_leaves_last_maker_partly_filled() -> None:
 def test_incoming_remainder_rests_as_partial_match() -> None:
     book = ladder()
     taker = ask(95, 25, trader=3)
-    status, fills = book.submit(taker, NOW)
+    status, fills, _ = book.submit(taker, NOW)
     assert status is Status.PARTIAL_MATCH
     assert [amount for _, _, _, amount, _, _ in fills] == [10]
     assert book.get(taker.id).amount_left == 15
@@ -90,7 +90,7 @@ def test_time_priority_within_a_level_and_partial_fill_keeps_place() -> None:
     book.submit(second, NOW)
     book.submit(bid(100, 4, trader=3), NOW)
     assert [o.id for o in book.levels(Side.Ask)[0].orders()] == [first.id, second.id]
-    _, fills = book.submit(bid(100, 8, trader=3), NOW)
+    _, fills, _ = book.submit(bid(100, 8, trader=3), NOW)
     trades = [(maker.id, amount) for maker, _, _, amount, _, _ in fills]
     assert trades == [(first.id, 6), (second.id, 2)]
     book.check_invariants()
@@ -102,7 +102,7 @@ def test_self_trade_is_skipped_and_book_ends_crossed_with_negative_spread() -> N
     other_ask = ask(101, 10, trader=2)
     book.submit(own_ask, NOW)
     book.submit(other_ask, NOW)
-    status, fills = book.submit(bid(102, 15, trader=1), NOW)
+    status, fills, _ = book.submit(bid(102, 15, trader=1), NOW)
     assert status is Status.PARTIAL_MATCH
     assert [(maker.id, amount) for maker, _, _, amount, _, _ in fills] == [(other_ask.id, 10)]
     assert book.get(own_ask.id).amount_left == 10
@@ -111,7 +111,7 @@ def test_self_trade_is_skipped_and_book_ends_crossed_with_negative_spread() -> N
     assert book.spread == -2
     book.check_invariants()
     # Another trader's bid still reaches the skipped ask.
-    status, fills = book.submit(bid(100, 10, trader=3), NOW)
+    status, fills, _ = book.submit(bid(100, 10, trader=3), NOW)
     assert [(maker.id, amount) for maker, _, _, amount, _, _ in fills] == [(own_ask.id, 10)]
     book.check_invariants()
 
@@ -122,7 +122,7 @@ def test_self_trade_skip_within_a_level_matches_the_next_order() -> None:
     other = ask(100, 5, trader=2)
     book.submit(own, NOW)
     book.submit(other, NOW)
-    status, fills = book.submit(bid(100, 5, trader=1), NOW)
+    status, fills, _ = book.submit(bid(100, 5, trader=1), NOW)
     assert status is Status.FULL_MATCH
     assert [maker.id for maker, *_ in fills] == [other.id]
     assert [o.id for o in book.orders()] == [own.id]
@@ -151,7 +151,7 @@ def test_expired_resting_order_is_passed_over_and_removed() -> None:
     long = ask(101, 10, trader=2)
     book.submit(short, NOW)
     book.submit(long, NOW)
-    _, fills = book.submit(bid(101, 10, trader=3), NOW + 10)
+    _, fills, _ = book.submit(bid(101, 10, trader=3), NOW + 10)
     assert [(maker.id, price) for maker, _, price, *_ in fills] == [(long.id, 101)]
     assert short.id not in book
     assert len(book) == 0
@@ -204,7 +204,7 @@ def test_largest_amounts_and_prices_are_exact() -> None:
     book = Book(MARKET)
     maker = ask(MAX_UINT128, MAX_UINT128, trader=1)
     book.submit(maker, NOW)
-    status, fills = book.submit(bid(MAX_UINT128, MAX_UINT128 - 1, trader=2), NOW)
+    status, fills, _ = book.submit(bid(MAX_UINT128, MAX_UINT128 - 1, trader=2), NOW)
     assert status is Status.FULL_MATCH
     [(_, _, price, amount, _, _)] = fills
     assert amount == MAX_UINT128 - 1

@@ -168,7 +168,7 @@ class BookMatchesReference(RuleBasedStateMachine):
         else:
             expected_error = None
         try:
-            status, fills = self.book.submit(order, self.now)
+            status, fills, _ = self.book.submit(order, self.now)
         except EngineError as exc:
             assert type(exc) is expected_error
             return
