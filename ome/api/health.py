@@ -9,6 +9,10 @@ the body (and as a metric) but never makes the process unready: restarting
 the OME would not bring the executioner back, and orders are refused with
 503 meanwhile anyway.
 
+Before the app exists, `starting_handler` answers on the port (the entry
+point binds it before the restore, so that probes get answers rather than
+refused connections): `/` 200, `/ready` 503 `Starting`, anything else 503.
+
 The executioner's state is passive: the outcome of the last call the OME
 made to it (a 4xx answer counts as reachable), never a probe of its own.
 """
@@ -18,6 +22,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+from aiohttp import web
+
+from ome.api.middlewares import CORS_HEADERS
 from ome.wire import message
 
 
@@ -60,3 +68,19 @@ class Readiness:
             "journal": journal,
             "executioner": executioner,
         }
+
+
+async def starting_handler(request: web.BaseRequest) -> web.Response:
+    """Every request while the state is being restored, before the app serves."""
+    if request.path == "/":
+        status, body = 200, message(200, "Healthy")
+    elif request.path == "/ready":
+        status, body = Readiness().report()
+    else:
+        status, body = 503, message(503, "Starting: the state is being restored")
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers=CORS_HEADERS,
+    )
