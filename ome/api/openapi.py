@@ -32,6 +32,7 @@ JSON = dict[str, Any]
 _REF = "#/components/schemas/{model}"
 _MATCH_RESULTS = ["Add", "PartialMatch", "FullMatch"]
 _BODY_TOO_LARGE = "The body is over 1 MiB"
+_JOURNAL = "Journal unavailable: the change could not be made durable, and was not acknowledged"
 
 
 def _ref(name: str) -> JSON:
@@ -137,7 +138,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         201,
         "The market was created with an empty book",
         status_object(201, "Market created"),
-        {400: "The body is not a JSON object with a market address", 409: "Market already exists"},
+        {
+            400: "The body is not a JSON object with a market address",
+            409: "Market already exists",
+            503: _JOURNAL,
+        },
         body=MarketRequest,
         body_example={"market": _MARKET},
         links={
@@ -176,8 +181,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             " `target_tracer` is not the path's market; the order has expired; the"
             " executioner's check refused it",
             404: "Market does not exist",
-            409: "An order with the same id is already resting",
-            503: "The executioner could not be reached for the check; nothing was placed",
+            409: "An order with the same id is already resting, or was already filled or cancelled",
+            503: "The executioner could not be reached for the check, or "
+            + _JOURNAL.lower()
+            + "; nothing was placed",
         },
         body=OrderRequest,
         body_example=_ORDER,
@@ -223,6 +230,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {
             400: "The market or order id in the path is malformed",
             404: "Market does not exist; Order does not exist in this market",
+            503: _JOURNAL,
         },
     ),
     ("GET", "/book/{market}/{user}"): Operation(
