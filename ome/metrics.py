@@ -104,6 +104,7 @@ class Metrics:
     records_per_fsync: Histogram = field(init=False)
     _http_children: dict[tuple[str, str, int], Any] = field(init=False, default_factory=dict)
     _orders_by_result: dict[str, Any] = field(init=False, default_factory=dict)
+    _executioner_children: dict[str, Any] = field(init=False, default_factory=dict)
     _collector: "_Collector" = field(init=False)
     # Pair key -> unix seconds of the command that made it, for pairs made since the start.
     _pending_since: dict[str, int] = field(init=False, default_factory=dict)
@@ -207,7 +208,10 @@ class Metrics:
         self.refused.labels(reason_of(exc)).inc()
 
     def observe_executioner(self, call: str, seconds: float, failure: str | None) -> None:
-        self.executioner.labels(call).observe(seconds)
+        child = self._executioner_children.get(call)
+        if child is None:
+            child = self._executioner_children[call] = self.executioner.labels(call)
+        child.observe(seconds)
         if failure is not None:
             self.executioner_failures.labels(call, failure).inc()
 

@@ -1,6 +1,6 @@
 """Readiness of the real process: 503 while it restores, 200 serving, 503 while it drains.
 
-`python -m ome` runs as a subprocess (tests/test_lifecycle.py's `Ome`). A
+`python -m ome` runs as a subprocess (tests/processes.py). A
 slow restore is made by a dumpfile that is a named pipe: the restore reads
 it until the test writes the dump into it, so the test decides how long the
 restore lasts rather than guessing at a size.
@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -20,15 +19,8 @@ from ome.engine import Order, Side
 from ome.persistence import dump_bytes
 from ome.state import State
 from tests.fakes import FakeExecutioner
-from tests.test_lifecycle import MARKET, SIGNATURE, START_TIMEOUT, Ome
-
-
-@pytest.fixture
-def omes() -> Iterator[list[Ome]]:
-    started: list[Ome] = []
-    yield started
-    for ome in started:
-        ome.kill()
+from tests.processes import START_TIMEOUT, Ome
+from tests.test_lifecycle import MARKET, SIGNATURE
 
 
 async def listening(ome: Ome) -> str:
@@ -66,12 +58,12 @@ def a_state_with_one_order() -> State:
 
 
 async def test_ready_is_503_during_a_slow_restore_and_200_after_it(
-    tmp_path: Path, fake_executioner: FakeExecutioner, omes: list[Ome]
+    tmp_path: Path, fake_executioner: FakeExecutioner, processes: list[Ome]
 ) -> None:
     dumpfile = tmp_path / "dump.json"
     os.mkfifo(dumpfile)
     ome = Ome(tmp_path, "--executioner_address", fake_executioner.url, "--dumpfile", "dump.json")
-    omes.append(ome)
+    processes.append(ome)
     url = await listening(ome)
     async with aiohttp.ClientSession() as session:
         for _ in range(3):
@@ -103,14 +95,14 @@ async def test_ready_is_503_during_a_slow_restore_and_200_after_it(
 
 
 async def test_ready_is_503_while_draining_and_the_requests_go_on(
-    tmp_path: Path, fake_executioner: FakeExecutioner, omes: list[Ome]
+    tmp_path: Path, fake_executioner: FakeExecutioner, processes: list[Ome]
 ) -> None:
     ome = Ome(
         tmp_path,
         "--executioner_address", fake_executioner.url, "--dumpfile", "dump.json",
         "--drain_delay", "3",
     )  # fmt: skip
-    omes.append(ome)
+    processes.append(ome)
     await ome.started()
     async with aiohttp.ClientSession() as session:
         assert (await get(session, f"{ome.url}/ready"))[0] == 200

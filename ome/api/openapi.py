@@ -141,6 +141,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {
             400: "The body is not a JSON object with a market address",
             409: "Market already exists",
+            429: "Market limit reached: the OME holds as many markets as it allows",
             503: _JOURNAL,
         },
         body=MarketRequest,
@@ -182,6 +183,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             " executioner's check refused it",
             404: "Market does not exist",
             409: "An order with the same id is already resting, or was already filled or cancelled",
+            429: "Order limit reached: the trader holds as many resting orders in this market as "
+            "allowed",
             503: "The executioner could not be reached for the check, or "
             + _JOURNAL.lower()
             + "; nothing was placed",

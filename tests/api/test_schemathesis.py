@@ -22,7 +22,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from ome.api.openapi import document
-from tests.test_lifecycle import START_TIMEOUT, Ome
+from tests.processes import START_TIMEOUT, Ome
 
 MAX_EXAMPLES = 40
 CLI_MAX_EXAMPLES = 30
