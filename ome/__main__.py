@@ -27,7 +27,7 @@ from ome.api.app import create_app
 from ome.api.health import Phase, starting_handler
 from ome.api.keys import READINESS
 from ome.api.protocol import IDLE_TIMEOUT
-from ome.config import ConfigError, Settings, load_settings
+from ome.config import DEFAULT_EXECUTIONER, ConfigError, Settings, load_settings
 from ome.devexecutioner import address_of, start_dev_executioner
 from ome.journal import JournalError
 from ome.logs import configure_logging, silence_broken_stdout
@@ -88,6 +88,7 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _request_stop, stop, signum)
 
+    _log_executioner(settings)
     dev_runner = None
     if settings.dev:
         dev_runner = await start_dev_executioner()
@@ -127,6 +128,7 @@ async def serve(settings: Settings) -> None:
             await starting.shutdown(SHUTDOWN_TIMEOUT)
             if context is None:
                 log.warning("tls_disabled", reason=reason, serving="plain HTTP")
+            _warn_about_access(settings)
             log.info(
                 "ome_started",
                 address=settings.listen,
@@ -135,6 +137,8 @@ async def serve(settings: Settings) -> None:
                 executioner=settings.executioner_address,
                 dumpfile=str(settings.dumpfile),
                 dev=settings.dev,
+                chain_id=domain[0] if (domain := settings.signature_domain) else None,
+                trader_contract=domain[1] if domain else None,
             )
             await stop.wait()
             app[READINESS].phase = Phase.draining
@@ -151,6 +155,30 @@ async def serve(settings: Settings) -> None:
     if fatal:
         raise ServiceFailed(f"stopped after a journal failure: {fatal[0]}")
     log.info("ome_stopped")
+
+
+def _log_executioner(settings: Settings) -> None:
+    if settings.dev:
+        log.info("executioner_address", executioner="embedded development executioner")
+    elif settings.executioner_address == DEFAULT_EXECUTIONER:
+        log.warning(
+            "executioner_address",
+            executioner=settings.executioner_address,
+            reason="built-in default: set OME_EXECUTIONER_ADDRESS or --executioner_address",
+        )
+    else:
+        log.info("executioner_address", executioner=settings.executioner_address)
+
+
+def _warn_about_access(settings: Settings) -> None:
+    if settings.signature_domain is None:
+        log.warning(
+            "signatures_not_verified",
+            reason="--chain_id and --trader_contract not set",
+            checked_by="the executioner only",
+        )
+    if settings.allow_unsigned_cancel:
+        log.warning("unsigned_cancels_allowed", effect="a DELETE without a body cancels any order")
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

@@ -28,7 +28,13 @@ class Ome:
         self.stderr_path = folder / f"{name}.err"
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         for variable in list(env):
-            if variable.startswith("OME_") or variable in ("port", "address", "RUST_LOG"):
+            if variable.startswith("OME_") or variable in (
+                "port",
+                "address",
+                "RUST_LOG",
+                "NETWORK_ID",
+                "TRADER_CONTRACT",
+            ):
                 del env[variable]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import trustme
 from pytest_aiohttp import AiohttpClient
 
@@ -30,6 +31,7 @@ from ome.persistence import read_dump, write_dump
 from ome.state import State
 from tests.fakes import FakeExecutioner
 from tests.processes import REPO, Ome
+from tests.signers import sign_order
 
 MARKET = "0x" + "5a" * 20
 SIGNATURE = "0x" + "cd" * 65
@@ -286,6 +288,34 @@ async def test_certificate_and_key_present_serve_tls(tmp_path: Path, processes: 
     assert await ome.stop() == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "warnings"),
+    [
+        ((), {"signatures_not_verified"}),
+        (("--allow_unsigned_cancel",), {"signatures_not_verified", "unsigned_cancels_allowed"}),
+        (("--chain_id", "5", "--trader_contract", "0x" + "ab" * 20), set()),
+        (("--dev",), set()),
+    ],
+    ids=["plain", "unsigned cancels", "domain", "dev"],
+)
+async def test_start_warns_about_what_is_not_verified(
+    tmp_path: Path, processes: list[Ome], args: tuple[str, ...], warnings: set[str]
+) -> None:
+    ome = Ome(tmp_path, "--force-no-tls", *args)
+    processes.append(ome)
+    await ome.started()
+    access = {"signatures_not_verified", "unsigned_cancels_allowed"}
+    assert {e["event"] for e in ome.events() if e["level"] == "warning"} & access == warnings
+    (started,) = ome.events("ome_started")
+    if "--dev" in args:
+        assert (started["chain_id"], started["trader_contract"]) == (1337, "0x" + "33" * 20)
+    elif "--chain_id" in args:
+        assert (started["chain_id"], started["trader_contract"]) == (5, "0x" + "ab" * 20)
+    else:
+        assert started["chain_id"] is None
+    assert await ome.stop() == 0
+
+
 async def test_force_no_tls_wins_over_present_certificate(
     tmp_path: Path, processes: list[Ome]
 ) -> None:
@@ -309,9 +339,19 @@ async def test_dev_mode_matches_and_settles_with_the_embedded_executioner(
     async with aiohttp.ClientSession() as session:
         await create_market(session, ome.url)
         url = f"{ome.url}/book/{MARKET}/order"
-        async with session.post(url, json=order_body(1, "Ask", 100, 5, 1)) as response:
+        # --dev verifies signatures on the README's domain: a forged order is refused.
+        forged = {**sign_order(order_body(1, "Ask", 100, 5, 1), 1), "price": "99"}
+        async with session.post(url, json=forged) as response:
+            assert (response.status, await response.json()) == (
+                400,
+                {"status": 400, "message": "invalid_signature"},
+            )
+        ask_body = sign_order(order_body(1, "Ask", 100, 5, 1), 1)
+        async with session.post(url, json=ask_body) as response:
             ask = await response.json()
-        async with session.post(url, json=order_body(2, "Bid", 101, 2, 1)) as response:
+        async with session.post(
+            url, json=sign_order(order_body(2, "Bid", 101, 2, 1), 2)
+        ) as response:
             bid = await response.json()
     assert bid["message"] == "FullMatch"
     deadline = time.monotonic() + 5
@@ -426,3 +466,80 @@ async def test_restore_drops_expired_orders_and_shutdown_dumps(
     state = read_dump(dumpfile)
     assert state is not None
     assert [o.id for o in state.exchange.get(MARKET).orders()] == [kept.id]
+
+
+# ---------------------------------------------------------------- operator hygiene
+
+
+def existing_dump(path: Path) -> bytes:
+    """A dumpfile as another version might have written it: what a rewrite would change."""
+    exchange = Exchange()
+    exchange.create(MARKET)
+    write_dump(path, State(exchange))
+    content = path.read_bytes() + b"\n\n"
+    path.write_bytes(content)
+    return content
+
+
+async def test_a_start_on_a_busy_port_leaves_the_dumpfile_untouched(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    first = Ome(tmp_path, "--dumpfile", "a.json", name="first")
+    processes.append(first)
+    await first.started()
+    port = first.url.rsplit(":", 1)[1]
+    dumpfile = tmp_path / "b.json"
+    content = existing_dump(dumpfile)
+    inode = dumpfile.stat().st_ino
+    second = Ome(tmp_path, "--dumpfile", "b.json", "-p", port, name="second")
+    processes.append(second)
+    assert await second.exited() == 1
+    assert dumpfile.read_bytes() == content
+    assert dumpfile.stat().st_ino == inode
+    assert second.events("state_dumped") == []
+    assert await first.stop() == 0
+
+
+async def test_a_start_with_bad_tls_files_leaves_the_dumpfile_untouched(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "pkey.secret").write_text("not a key")
+    dumpfile = tmp_path / "dump.json"
+    content = existing_dump(dumpfile)
+    ome = Ome(tmp_path, "--dumpfile", "dump.json")
+    processes.append(ome)
+    assert await ome.exited() == 1
+    assert "cert.pem" in ome.stderr
+    assert "Traceback" not in ome.stderr
+    assert dumpfile.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "level", "address"),
+    [
+        ((), {}, "warning", "http://localhost:3000"),
+        ((), {"executioner_ip": "127.0.0.1"}, "info", "http://127.0.0.1:3000"),
+        (("--executioner_address", "http://127.0.0.1:9"), {}, "info", "http://127.0.0.1:9"),
+    ],
+)
+async def test_the_start_logs_the_executioner_address_and_warns_on_the_default(
+    tmp_path: Path,
+    processes: list[Ome],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    environ: dict[str, str],
+    level: str,
+    address: str,
+) -> None:
+    for name in ("executioner_ip", "executioner_address"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    ome = Ome(tmp_path, *args)
+    processes.append(ome)
+    await ome.started()
+    (event,) = ome.events("executioner_address")
+    assert (event["level"], event["executioner"]) == (level, address)
+    assert ome.events("ome_started")[0]["executioner"] == address
+    assert await ome.stop() == 0

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ome.access import InFlight
 from ome.api import protocol  # noqa: F401  (makes protocol-level errors JSON)
 from ome.api.health import Phase, Readiness
 from ome.api.keys import (
@@ -19,8 +20,10 @@ from ome.api.keys import (
     COMMANDS,
     EXECUTIONER,
     EXIT,
+    IN_FLIGHT,
     METRICS,
     ON_FATAL,
+    ORDER_DOMAIN,
     READINESS,
     SENDER,
     SETTINGS,
@@ -33,6 +36,7 @@ from ome.api.routes import add_routes
 from ome.config import Settings
 from ome.executioner import ExecutionerClient
 from ome.metrics import Metrics
+from ome.signing import Domain
 
 MAX_BODY = 1024**2
 
@@ -68,6 +72,9 @@ def create_app(
     app[CLOCK] = clock or _now
     app[ON_FATAL] = on_fatal or _ignore
     app[EXIT] = Exit()
+    domain = settings.signature_domain
+    app[ORDER_DOMAIN] = None if domain is None else Domain.of(*domain)
+    app[IN_FLIGHT] = InFlight(settings.max_inflight_per_user)
     app[METRICS] = metrics
     app[READINESS] = readiness
     add_routes(app)

@@ -63,6 +63,7 @@ class Operation:
     ok_media: str = "application/json"
     # OpenAPI links from the success answer to later operations (stateful testing follows them).
     links: dict[str, JSON] = field(default_factory=dict)
+    headers: tuple[JSON, ...] = ()
 
 
 # The README's example market and orders, so that a reader (and schemathesis' examples
@@ -140,12 +141,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         status_object(201, "Market created"),
         {
             400: "The body is not a JSON object with a market address",
+            401: "The OME requires an admin token (--admin_token) and the Authorization "
+            "header has none",
+            403: "The Authorization header's token is not the admin token",
             409: "Market already exists",
             429: "Market limit reached: the OME holds as many markets as it allows",
             503: _JOURNAL,
         },
         body=MarketRequest,
         body_example={"market": _MARKET},
+        headers=(
+            {
+                "name": "Authorization",
+                "in": "header",
+                "required": False,
+                "description": "`Bearer <token>`, needed only when the OME was started with "
+                "--admin_token",
+                "schema": {"type": "string"},
+            },
+        ),
         links={
             "GetBook": {
                 "operationId": "get_book",
@@ -179,12 +193,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         _ref("SubmitResult"),
         {
             400: "A field is missing or malformed (the message names it); `Integer out of bounds`;"
-            " `target_tracer` is not the path's market; the order has expired; the"
-            " executioner's check refused it",
+            " `target_tracer` is not the path's market; the order has expired; its signature"
+            " is not the user's (when the OME verifies signatures); the executioner's check"
+            " refused it",
             404: "Market does not exist",
             409: "An order with the same id is already resting, or was already filled or cancelled",
             429: "Order limit reached: the trader holds as many resting orders in this market as "
-            "allowed",
+            "allowed, or has as many orders waiting on the executioner's check",
             503: "The executioner could not be reached for the check, or "
             + _JOURNAL.lower()
             + "; nothing was placed",
@@ -405,6 +420,8 @@ def _operation(op: Operation) -> JSON:
     spec: JSON = {"operationId": op.operation_id, "summary": op.summary, "responses": responses}
     if op.description:
         spec["description"] = op.description
+    if op.headers:
+        spec["parameters"] = list(op.headers)
     if op.body is not None:
         content = _json_content(_ref(op.body.__name__))
         if op.body_example is not None:
