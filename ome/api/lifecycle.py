@@ -49,7 +49,8 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     dumpfile, journal_dir = settings.dumpfile, settings.journal_dir
     check_writable(dumpfile)
-    recovered = recover(dumpfile, journal_dir, repair=True)
+    # In a worker thread, so that the port answers probes while a large state loads.
+    recovered = await asyncio.to_thread(recover, dumpfile, journal_dir, repair=True)
     check_folder(journal_dir)
     current = recovered.state
     if recovered.torn is not None:
