@@ -30,7 +30,7 @@ Price-heap entries are removed lazily too: a key whose level is gone stays in
 the heap until it reaches the top, where it is popped. Invariant: the top of
 each heap is a live level, so the best prices are read in O(1).
 
-Rules (API.md "Matching rules"): trades happen at the resting order's price;
+Rules (docs/API.md "Matching"): trades happen at the resting order's price;
 a resting order of the taker's own user is skipped, so the book may end up
 crossed; an order whose expiration is at or before `now` never trades and is
 removed when the matching loop meets it or `sweep_expired` runs.
