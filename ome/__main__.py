@@ -110,6 +110,7 @@ async def serve(settings: Settings) -> None:
                 ) from exc
             if context is None:
                 log.warning("tls_disabled", reason=reason, serving="plain HTTP")
+            _warn_about_access(settings)
             log.info(
                 "ome_started",
                 address=settings.listen,
@@ -118,6 +119,8 @@ async def serve(settings: Settings) -> None:
                 executioner=settings.executioner_address,
                 dumpfile=str(settings.dumpfile),
                 dev=settings.dev,
+                chain_id=domain[0] if (domain := settings.signature_domain) else None,
+                trader_contract=domain[1] if domain else None,
             )
             await stop.wait()
         finally:
@@ -141,6 +144,17 @@ def _log_executioner(settings: Settings) -> None:
         )
     else:
         log.info("executioner_address", executioner=settings.executioner_address)
+
+
+def _warn_about_access(settings: Settings) -> None:
+    if settings.signature_domain is None:
+        log.warning(
+            "signatures_not_verified",
+            reason="--chain_id and --trader_contract not set",
+            checked_by="the executioner only",
+        )
+    if settings.allow_unsigned_cancel:
+        log.warning("unsigned_cancels_allowed", effect="a DELETE without a body cancels any order")
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

@@ -54,6 +54,10 @@ def _address(value: object) -> str:
     return _hex(value, 40, "an address: 40 hex digits, with or without 0x")
 
 
+def _order_id(value: object) -> str:
+    return _hex(value, 64, "an order id: 64 hex digits, with or without 0x")
+
+
 def _signature(value: object) -> str:
     return _hex(value, 130, "a signature: 0x and 130 hex digits")
 
@@ -97,6 +101,7 @@ Quantity = Annotated[int, PlainValidator(_quantity)]
 Timestamp = Annotated[int, PlainValidator(_timestamp)]
 SideField = Annotated[Side, PlainValidator(_side)]
 Signature = Annotated[str, PlainValidator(_signature)]
+OrderId = Annotated[str, PlainValidator(_order_id)]
 
 
 class OrderRequest(BaseModel):
@@ -120,6 +125,20 @@ class MarketRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     market: Address
+
+
+class CancelRequest(BaseModel):
+    """The body of `PATCH` / `DELETE /book/{market}/order/{order_id}`, the frontend's shape.
+
+    The signature is taken as the client wrote it: it is checked only once the
+    order is found, so that an unknown order is 404 whatever the signature.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    signature: str | None = None
+    market_id: Address | None = Field(None, validation_alias=AliasChoices("marketId", "market_id"))
+    order_id: OrderId | None = Field(None, validation_alias=AliasChoices("orderId", "order_id"))
 
 
 # ---------------------------------------------------------------- parsers
@@ -153,6 +172,25 @@ def parse_order(data: dict[str, Any]) -> Order:
         created=req.created,
         signed_data=req.signed_data,
     )
+
+
+def parse_cancel(body: bytes, market: str, order_id: str) -> str | None:
+    """The signature of a cancel of `order_id` in `market` (both canonical); None without one.
+
+    An empty body is a cancel without a signature. `marketId` and `orderId`,
+    when given, must name the path's market and order.
+    """
+    if not body.strip():
+        return None
+    try:
+        req = CancelRequest.model_validate(parse_body(body))
+    except ValidationError as exc:
+        raise InvalidRequest(_describe(exc, "Invalid cancel")) from None
+    if req.market_id is not None and req.market_id != market:
+        raise InvalidRequest(f"marketId {req.market_id} is not the market in the path {market}")
+    if req.order_id is not None and req.order_id != order_id:
+        raise InvalidRequest(f"orderId {req.order_id} is not the order in the path {order_id}")
+    return req.signature
 
 
 def parse_market_body(data: dict[str, Any]) -> str:

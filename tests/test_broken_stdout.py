@@ -22,7 +22,8 @@ import pytest
 from ome.persistence import read_dump
 from tests.builders import MARKET, live_body
 from tests.fakes import FakeExecutioner
-from tests.test_lifecycle import REPO, START_TIMEOUT, Ome, get_book
+from tests.processes import REPO, START_TIMEOUT, Ome
+from tests.test_lifecycle import get_book
 
 # A byte that is not UTF-8; aiohttp turns it into a lone surrogate, which no
 # JSON encoder of UTF-8 accepts and no response header can carry.

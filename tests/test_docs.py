@@ -28,8 +28,8 @@ def test_every_route_is_documented(tmp_path: Path) -> None:
 @pytest.mark.parametrize("field", list(OPTIONS))
 def test_every_setting_is_documented_with_its_flags_and_environment(field: str) -> None:
     option = OPTIONS[field]
-    rows = [line for line in API.splitlines() if line.startswith("|")]
-    row = next((line for line in rows if f"`{option.flags[0]}`" in line), None)
+    first_cell = f"| `{option.flags[0]}`"
+    row = next((line for line in API.splitlines() if line.startswith(first_cell)), None)
     assert row is not None, f"no row for {option.flags[0]} in docs/API.md"
     for name in (*option.flags, *option.env_names):
         assert f"`{name}`" in row, f"{name} missing from the row of {field}"

@@ -11,13 +11,15 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from ome.access import InFlight
 from ome.api import protocol  # noqa: F401  (makes protocol-level errors JSON)
-from ome.api.keys import CLOCK, EXECUTIONER, EXIT, ON_FATAL, SETTINGS, Exit
+from ome.api.keys import CLOCK, EXECUTIONER, EXIT, IN_FLIGHT, ON_FATAL, ORDER_DOMAIN, SETTINGS, Exit
 from ome.api.lifecycle import CONTEXTS
 from ome.api.middlewares import error_middleware, request_context
 from ome.api.routes import add_routes
 from ome.config import Settings
 from ome.executioner import ExecutionerClient
+from ome.signing import Domain
 
 MAX_BODY = 1024**2
 
@@ -47,6 +49,9 @@ def create_app(
     app[CLOCK] = clock or _now
     app[ON_FATAL] = on_fatal or _ignore
     app[EXIT] = Exit()
+    domain = settings.signature_domain
+    app[ORDER_DOMAIN] = None if domain is None else Domain.of(*domain)
+    app[IN_FLIGHT] = InFlight(settings.max_inflight_per_user)
     add_routes(app)
 
     async def executioner(app: web.Application) -> AsyncIterator[None]:

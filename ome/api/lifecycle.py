@@ -30,7 +30,7 @@ from ome.api.keys import CLOCK, COMMANDS, EXECUTIONER, EXIT, ON_FATAL, SENDER, S
 from ome.commands import Commands
 from ome.delivery import Sender
 from ome.eventlog import log_events
-from ome.journal import Journal, JournalError, SegmentFile, check_folder
+from ome.journal import Journal, JournalError, JournalUnavailable, SegmentFile, check_folder
 from ome.persistence import check_writable, digest, write_dump
 from ome.recovery import recover
 from ome.snapshots import Snapshotter, delete_covered_segments
@@ -190,7 +190,7 @@ async def _snapshot_forever(snapshotter: Snapshotter, commands: Commands, interv
             continue
         try:
             last = await snapshotter.take()
-        except (OSError, JournalError) as exc:
+        except (OSError, JournalError, JournalUnavailable) as exc:
             log.error("snapshot_failed", reason=str(exc))
         else:
             log.info("snapshot_written", seq=last)

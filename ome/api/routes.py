@@ -12,9 +12,11 @@ pairs are in the outbox, whose sender delivers them after this answer.
 
 from aiohttp import web
 
-from ome.api.keys import COMMANDS, EXECUTIONER
+from ome.access import authorize_admin
+from ome.api.keys import COMMANDS, EXECUTIONER, IN_FLIGHT, ORDER_DOMAIN, SETTINGS
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
 from ome.engine import Book
+from ome.signing import verify_order
 from ome.wire import (
     book_json,
     markets_json,
@@ -44,6 +46,7 @@ async def list_markets(request: web.Request) -> web.Response:
 
 
 async def create_market(request: web.Request) -> web.Response:
+    authorize_admin(request.headers.get("Authorization"), request.app[SETTINGS].admin_token)
     market = parse_market_body(parse_body(await request.read()))
     await request.app[COMMANDS].create_market(market)
     return json_response(message(201, "Market created"), 201)
@@ -56,9 +59,14 @@ async def get_book(request: web.Request) -> web.Response:
 async def submit_order(request: web.Request) -> web.Response:
     request[MARKET] = market = parse_address(request.match_info["market"], "market")
     request[ORDER] = order = parse_order(parse_body(await request.read()))
-    commands = request.app[COMMANDS]
+    app = request.app
+    commands = app[COMMANDS]
     commands.check_entry(market, order)
-    await request.app[EXECUTIONER].check(order.to_dict())
+    domain = app[ORDER_DOMAIN]
+    if domain is not None:
+        verify_order(domain, order)
+    with app[IN_FLIGHT].hold(order.user):
+        await app[EXECUTIONER].check(order.to_dict())
     status, fills = await commands.place(order)
     return json_response(submit_json(order, status, fills))
 

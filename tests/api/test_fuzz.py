@@ -48,7 +48,11 @@ class Served:
     async def _start(self, folder: Path) -> int:
         self.fake = await FakeExecutioner().start()
         app = create_app(
-            Settings(executioner_address=self.fake.url, dumpfile=folder / "dump.json"),
+            Settings(
+                executioner_address=self.fake.url,
+                dumpfile=folder / "dump.json",
+                journal_dir=folder / "journal",
+            ),
             clock=Clock(),
         )
         self.runner = web.AppRunner(
