@@ -34,7 +34,7 @@ from ome.records import Cancel, Place, decode
 from ome.recovery import recover
 from ome.state import State
 from tests.fakes import FakeExecutioner
-from tests.test_lifecycle import Ome
+from tests.processes import Ome
 
 MARKET = "0x" + "5a" * 20
 SIGNATURE = "0x" + "cd" * 65

@@ -9,7 +9,6 @@ app in process, with a clock they move, for what needs time to pass.
 
 import asyncio
 import json
-import os
 import random
 import signal
 import ssl
@@ -31,88 +30,11 @@ from ome.engine import Exchange, Order, Side
 from ome.persistence import read_dump, write_dump
 from ome.state import State
 from tests.fakes import FakeExecutioner
+from tests.processes import REPO, Ome
 from tests.signers import sign_order
 
-REPO = Path(__file__).resolve().parents[1]
 MARKET = "0x" + "5a" * 20
 SIGNATURE = "0x" + "cd" * 65
-START_TIMEOUT = 20.0
-
-
-class Ome:
-    """One `python -m ome` process; stdout (JSON log lines) and stderr go to files."""
-
-    def __init__(self, folder: Path, *args: str, name: str = "ome") -> None:
-        self.folder = folder
-        self.stdout_path = folder / f"{name}.out"
-        self.stderr_path = folder / f"{name}.err"
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        for variable in list(env):
-            if variable.startswith("OME_") or variable in (
-                "port",
-                "address",
-                "RUST_LOG",
-                "NETWORK_ID",
-                "TRADER_CONTRACT",
-            ):
-                del env[variable]
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ome", "-l", "127.0.0.1", "-p", "0", *args],
-                cwd=folder,
-                env=env,
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-            )
-        self.url = ""
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        lines = self.stdout_path.read_text().splitlines()
-        events = [json.loads(line) for line in lines if line.startswith("{")]
-        return [e for e in events if name is None or e["event"] == name]
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    async def started(self, *, scheme: str = "http") -> "Ome":
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            started = self.events("ome_started")
-            if started:
-                self.url = f"{scheme}://127.0.0.1:{started[0]['port']}"
-                return self
-            if self.process.poll() is not None:
-                pytest.fail(f"ome exited with {self.process.returncode}: {self.stderr}")
-            await asyncio.sleep(0.05)
-        pytest.fail("ome did not start in time")
-
-    async def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.process.send_signal(signum)
-        return await self.exited()
-
-    async def exited(self, timeout: float = START_TIMEOUT) -> int:
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                self.process.kill()
-                pytest.fail("ome did not exit in time")
-            await asyncio.sleep(0.05)
-        return self.process.returncode
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def processes() -> Any:
-    started: list[Ome] = []
-    yield started
-    for ome in started:
-        ome.kill()
 
 
 def order_body(user: int, side: str, price: int, amount: int, created: int, **extra: Any) -> Any:

@@ -18,12 +18,16 @@ from ome.access import (
     SignatureRequired,
 )
 from ome.engine import (
+    BookIntegrityError,
     DuplicateOrder,
     EngineError,
     MarketExists,
+    MarketLimitReached,
     MarketMismatch,
     NotOwner,
     OrderExpired,
+    OrderFinished,
+    OrderLimitReached,
     OrderNotFound,
     OrderRejected,
     SnapshotError,
@@ -46,6 +50,11 @@ STATUS: dict[type[BaseException], int | None] = {
     NotOwner: 403,
     OrderExpired: 400,
     DuplicateOrder: 409,
+    OrderFinished: 409,
+    OrderLimitReached: 429,
+    MarketLimitReached: 429,
+    # A book whose structures disagree is a bug of ours, never the client's.
+    BookIntegrityError: 500,
     # Only raised when restoring a dumpfile, never by a request: if it ever is, it is a bug.
     SnapshotError: 500,
     InvalidRequest: 400,

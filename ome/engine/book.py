@@ -1,10 +1,15 @@
 """The limit order book of one market, matched by price-time priority.
 
-Layout: per side, a dict from a signed price key to its `PriceLevel` and a
-binary heap of those keys. A bid rests under the key `-price` and an ask under
-`price`, so on both sides the smallest key is the best price and one matching
-loop serves both. Each level keeps its orders in a deque in time priority. A
-book-wide dict indexes every resting order by id.
+Layout: per side, a dict from a signed price key to its `PriceLevel` (O(1)
+`level_at`) and a sortedcontainers `SortedList` of the same keys, so that the
+levels are walked best-first in O(N) for the first N (matching, `fillable`,
+`depth_levels`, `levels`). A bid rests under the key `-price` and an ask
+under `price`, so on both sides the smallest key is the best price and one
+matching loop serves both. The best key of each side is cached (`_best`,
+`_NO_LEVEL` when the side is empty): a submit that does not cross reads one
+int, and the sorted list is touched only when a level appears or empties.
+Each level keeps its orders in a deque in time priority. A book-wide dict
+indexes every resting order by id.
 
 An order leaves its level lazily: a filled, cancelled or expired order gets
 `amount_left = 0` ("dead") and is popped when it reaches the front of its
@@ -14,51 +19,73 @@ live ones, and cancel is O(1) amortised. (A dict per level would allow
 deletion by id, but keeps deleted slots that every later match would walk.)
 An `Order` object therefore enters a book once: resubmit a new object.
 
-The id index keeps a filled order (dead) until it is rebuilt: deleting the
-makers' ids from a large dict while matching costs a few cache misses each,
-which was a third of the time of an aggressive order. Two secondary indexes,
-by user and by expiration, are append-only lists: an order that leaves the
-book stays listed ("stale") until its list is next read or rebuilt.
-Appending is several times cheaper than keeping a dict per list up to date
-on every fill and cancel. An order leaves the book only by dying, so an
-entry is live exactly when its order has amount left. `_compact` rebuilds
-the three indexes when stale entries outnumber live orders; it is checked
-once per `len(book)` rests, so the check is O(1) amortised and memory stays
-O(live).
+Finished-order memory: the id of an order that was fully filled (maker or
+taker), cancelled or expired is remembered with its expiration, and refused
+(`OrderFinished`) while `now < expiration`, so a signed order cannot trade
+twice. An entry is forgotten by the first `sweep_expired(now)` with
+`now >= expiration`; until then it is part of the state (snapshots keep it).
+Its memory is the id string (115 bytes), one dict entry and one bucket slot:
+about 155 bytes an id when many ids share an expiration, 260 when each has
+its own (tracemalloc, 1M ids; bench/engine.py prints it).
 
-Price-heap entries are removed lazily too: a key whose level is gone stays in
-the heap until it reaches the top, where it is popped. Invariant: the top of
-each heap is a live level, so the best prices are read in O(1).
+What the matching loop may not pay for is deferred, with bounds. A maker
+filled or expired while matching, and a taker filled in full, stay in the id
+dict dead and are listed in `_deaths`: the id dict is then still the memory
+of them, and one lookup serves both the duplicate and the finished check.
+`_settle` moves them to the compact finished memory (`_finished`: id ->
+expiration, with buckets by expiration for the sweep) on every sweep, when
+the book empties, and when they outnumber the resting orders (plus a
+constant). Deleting makers' ids from a large dict while matching costs a few
+cache misses each, which was a third of the time of an aggressive order.
+
+Two secondary indexes, by user and by expiration, are append-only lists: an
+order that leaves the book stays listed ("stale") for a while. A user's
+entry keeps the count of its resting orders (so `resting_count` is O(1)), is
+dropped when that count reaches 0 and repacked when stale entries outnumber
+live ones twice (plus a constant). The expiry buckets are repacked when stale entries outnumber
+live orders twice (plus a constant) and cleared when the book empties. So
+every index is O(live) at all times, and an empty book holds nothing but
+its finished memory. An order leaves the book only by dying, so a listed
+entry is live exactly when its order has amount left.
 
 Rules (API.md "Matching rules"): trades happen at the resting order's price;
 a resting order of the taker's own user is skipped, so the book may end up
 crossed; an order whose expiration is at or before `now` never trades and is
-removed when the matching loop meets it or `sweep_expired` runs.
+removed when the matching loop meets it (and reported in `submit`'s result)
+or when `sweep_expired` runs.
 
 Results are plain tuples, not named tuples: building a named tuple costs as
 much as resting an order in a whole index, and the hot path builds one per
-submit and one per fill.
+submit and one per fill. When nothing traded or expired they share one empty
+list each: callers must never mutate a result.
 """
 
 from collections import deque
 from collections.abc import Iterator
 from enum import StrEnum
 from heapq import heapify, heappop, heappush
-from typing import TypeVar
+from itertools import islice
+from typing import NoReturn, Protocol
+
+# sortedcontainers ships no type hints; SortedKeys below declares what the book uses.
+from sortedcontainers import SortedList  # type: ignore[import-untyped, unused-ignore]
 
 from ome.engine.errors import (
+    BookIntegrityError,
     DuplicateOrder,
     MarketMismatch,
     NotOwner,
     OrderExpired,
+    OrderFinished,
     OrderNotFound,
 )
 from ome.engine.orders import Order, Side
 
-# Stale entries may outnumber live ones by this factor (plus a constant)
-# before an index is rebuilt.
-_COMPACT_FACTOR = 2
-_COMPACT_SLACK = 1024
+# Deferred entries may outnumber live orders by this much (and the expiry
+# index by twice the live orders plus this) before they are tidied away.
+_SLACK = 1024
+# A user's list is repacked when it holds more than twice its live orders plus this.
+_USER_SLACK = 8
 
 
 class Status(StrEnum):
@@ -74,11 +101,32 @@ The amounts left are the maker's and the taker's right after this trade.
 """
 
 SubmitResult = tuple[Status, list[Fill], list[Order]]
-"""What `Book.submit` did: its status and the fills in the order they happened."""
+"""What `Book.submit` did: its status, the fills in the order they happened, and
+the resting makers it removed because they had expired (amount_left now 0)."""
 
-_Key = TypeVar("_Key")
 _ADD, _PARTIAL_MATCH, _FULL_MATCH = Status.ADD, Status.PARTIAL_MATCH, Status.FULL_MATCH
 _BID = Side.Bid
+# The cached best key of an empty side: above every key, so nothing crosses it.
+_NO_LEVEL = 1 << 256
+# Shared by every result without fills or expired makers: callers never mutate results.
+_NO_FILLS: list[Fill] = []
+_NO_ORDERS: list[Order] = []
+
+
+class SortedKeys(Protocol):
+    """The part of sortedcontainers' `SortedList` of ints that the book uses."""
+
+    def add(self, value: int) -> None: ...
+    def remove(self, value: int) -> None: ...
+    def pop(self, index: int = -1) -> int: ...
+    def __getitem__(self, index: int) -> int: ...
+    def __iter__(self) -> Iterator[int]: ...
+    def __len__(self) -> int: ...
+
+
+def _sorted_keys() -> SortedKeys:
+    keys: SortedKeys = SortedList()
+    return keys
 
 
 class PriceLevel:
@@ -117,16 +165,35 @@ class PriceLevel:
         self.dead = dead
 
 
+class UserOrders:
+    """One user's resting orders in acceptance order (with stale entries), and how many rest."""
+
+    __slots__ = ("live", "orders")
+
+    def __init__(self, order: Order) -> None:
+        self.orders = [order]
+        self.live = 1
+
+
 class Book:
-    """One market's order book. Every mutating method is a deterministic step."""
+    """One market's order book. Every mutating method is a deterministic step.
+
+    `seq` belongs to the command path (its count of commands that changed this
+    book); the book only stores it, and snapshots keep it.
+    """
 
     __slots__ = (
+        "_best",
         "_by_user",
-        "_compact_countdown",
+        "_deaths",
         "_depth",
         "_expiring",
+        "_expiry_entries",
         "_expiry_heap",
-        "_heaps",
+        "_finished",
+        "_finished_at",
+        "_finished_heap",
+        "_keys",
         "_levels",
         "_orders",
         "ltp",
@@ -137,19 +204,24 @@ class Book:
     def __init__(self, market: str) -> None:
         self.market = market
         self.ltp = 0
-        # Commands applied to this book; kept by the command path, not the engine.
         self.seq = 0
         # Indexed by Side: [bids, asks].
         self._levels: tuple[dict[int, PriceLevel], dict[int, PriceLevel]] = ({}, {})
-        self._heaps: tuple[list[int], list[int]] = ([], [])
+        self._keys = (_sorted_keys(), _sorted_keys())
+        self._best = [_NO_LEVEL, _NO_LEVEL]
         self._depth = [0, 0]
+        # Resting orders, and the dead ones listed in _deaths (see the module docstring).
         self._orders: dict[str, Order] = {}
-        # Append-only, with stale entries (see the module docstring).
-        self._by_user: dict[str, list[Order]] = {}
+        self._deaths: list[Order] = []
+        self._by_user: dict[str, UserOrders] = {}
+        # Append-only buckets with stale entries; each key is in the heap exactly once.
         self._expiring: dict[int, list[Order]] = {}
-        # Each key of _expiring exactly once.
         self._expiry_heap: list[int] = []
-        self._compact_countdown = _COMPACT_SLACK
+        self._expiry_entries = 0
+        # Finished-order memory: id -> expiration, and the ids by expiration.
+        self._finished: dict[str, int] = {}
+        self._finished_at: dict[int, list[str]] = {}
+        self._finished_heap: list[int] = []
 
     # ------------------------------------------------------------------ reads
 
@@ -162,13 +234,13 @@ class Book:
 
     @property
     def best_bid(self) -> int | None:
-        heap = self._heaps[0]
-        return -heap[0] if heap else None
+        key = self._best[0]
+        return None if key == _NO_LEVEL else -key
 
     @property
     def best_ask(self) -> int | None:
-        heap = self._heaps[1]
-        return heap[0] if heap else None
+        key = self._best[1]
+        return None if key == _NO_LEVEL else key
 
     @property
     def depth(self) -> tuple[int, int]:
@@ -178,15 +250,15 @@ class Book:
     @property
     def spread(self) -> int:
         """Best ask minus best bid; negative when crossed, 0 when a side is empty."""
-        bids, asks = self._heaps
-        if not bids or not asks:
+        bid, ask = self._best
+        if bid == _NO_LEVEL or ask == _NO_LEVEL:
             return 0
-        return asks[0] + bids[0]
+        return ask + bid
 
     @property
     def crossed(self) -> bool:
-        bids, asks = self._heaps
-        return bool(bids and asks) and -bids[0] >= asks[0]
+        bid, ask = self._best
+        return bid != _NO_LEVEL and ask != _NO_LEVEL and -bid >= ask
 
     def get(self, order_id: str) -> Order:
         order = self._orders.get(order_id)
@@ -195,25 +267,36 @@ class Book:
         return order
 
     def orders_of(self, user: str) -> list[Order]:
-        """The user's resting orders in the order they were accepted.
-
-        Drops the user's stale entries on the way, so reading costs O(live)
-        amortised: each stale entry is skipped at most once.
-        """
+        """The user's resting orders in the order they were accepted."""
         listed = self._by_user.get(user)
         if listed is None:
             return []
-        live = self._live(listed)
-        if live:
-            self._by_user[user] = live
-        else:
-            del self._by_user[user]
+        live = [order for order in listed.orders if order.amount_left]
+        listed.orders = live
         return list(live)
 
+    def resting_count(self, user: str) -> int:
+        """How many orders `user` has resting in this book; O(1)."""
+        listed = self._by_user.get(user)
+        return 0 if listed is None else listed.live
+
     def levels(self, side: Side) -> list[PriceLevel]:
-        """The levels of one side, best first."""
+        """The levels of one side, best first; O(levels)."""
         levels = self._levels[side]
-        return [levels[key] for key in sorted(levels)]
+        return [levels[key] for key in self._keys[side]]
+
+    def depth_levels(self, side: Side, n: int) -> list[tuple[int, int, int]]:
+        """The best `n` levels of one side: (price, total amount left, orders), best first; O(n)."""
+        levels = self._levels[side]
+        return [
+            (level.price, level.volume, len(level))
+            for level in (levels[key] for key in islice(self._keys[side], max(n, 0)))
+        ]
+
+    def level_at(self, side: Side, price: int) -> tuple[int, int] | None:
+        """(total amount left, orders) at one price of one side, None when nothing rests there."""
+        level = self._levels[side].get(-price if side is _BID else price)
+        return None if level is None else (level.volume, len(level))
 
     def in_arrival_order(self) -> Iterator[Order]:
         """Every resting order in the order the book accepted it.
@@ -229,6 +312,49 @@ class Book:
             for level in self.levels(side):
                 yield from level.orders()
 
+    def finished(self) -> list[tuple[str, int]]:
+        """The finished-order memory: (id, expiration) of every remembered id, sorted by id."""
+        remembered = dict(self._finished)
+        for order in self._deaths:
+            if self._orders.get(order.id) is order:
+                remembered[order.id] = order.expiration
+        return sorted(remembered.items())
+
+    def is_finished(self, order_id: str, now: int) -> bool:
+        """Whether `order_id` is remembered as finished and refused at `now`."""
+        order = self._orders.get(order_id)
+        if order is not None and not order.amount_left and now < order.expiration:
+            return True
+        expiration = self._finished.get(order_id)
+        return expiration is not None and now < expiration
+
+    def fillable(self, order: Order, now: int) -> int:
+        """The amount `submit(order, now)` would trade right now, without changing anything.
+
+        Walks the crossing levels best-first, passing over the user's own and
+        expired orders as matching does; costs O(levels and orders walked).
+        """
+        if order.side is _BID:
+            opposite = 1
+            limit = order.price
+        else:
+            opposite = 0
+            limit = -order.price
+        levels = self._levels[opposite]
+        wanted = order.amount_left
+        user = order.user
+        total = 0
+        for key in self._keys[opposite]:
+            if key > limit:
+                break
+            for maker in levels[key].queue:
+                left = maker.amount_left
+                if left and maker.expiration > now and maker.user != user:
+                    total += left
+                    if total >= wanted:
+                        return wanted
+        return total
+
     # ---------------------------------------------------------------- changes
 
     def check_entry(self, order: Order, now: int) -> None:
@@ -239,6 +365,8 @@ class Book:
             raise OrderExpired(order.expiration, now)
         if order.id in self:
             raise DuplicateOrder(order.id)
+        if self.is_finished(order.id, now):
+            raise OrderFinished(order.id)
 
     def submit(self, order: Order, now: int) -> SubmitResult:
         """Match `order` against the other side, then rest whatever is left of it.
@@ -249,94 +377,111 @@ class Book:
             raise MarketMismatch(order.target_tracer, self.market)
         if order.expiration <= now:
             raise OrderExpired(order.expiration, now)
+        oid = order.id
         orders = self._orders
-        existing = orders.get(order.id)
+        existing = orders.get(oid)
         if existing is not None:
             if existing.amount_left:
-                raise DuplicateOrder(order.id)
-            # A dead entry of the same id: drop it, or the dict would keep its
-            # place and the new order would not be last in arrival order.
-            del orders[order.id]
+                raise DuplicateOrder(oid)
+            if now < existing.expiration:
+                raise OrderFinished(oid)
+            # Memory that the next sweep would drop: forget it now, or the dict
+            # would keep its place and the new order would not be last in arrival order.
+            del orders[oid]
+        if self._finished:
+            expiration = self._finished.get(oid)
+            if expiration is not None and now < expiration:
+                raise OrderFinished(oid)
         if order.side is _BID:
             opposite = 1
             limit = order.price
         else:
             opposite = 0
             limit = -order.price
-        heap = self._heaps[opposite]
-        if heap and heap[0] <= limit:
-            fills = self._take(order, opposite, limit, now)
+        if self._best[opposite] <= limit:
+            fills, expired = self._take(order, opposite, limit, now)
             if not order.amount_left:
-                return _FULL_MATCH, fills, []
+                orders[oid] = order
+                self._deaths.append(order)
+                self._tidy()
+                return _FULL_MATCH, fills, expired
             self._rest(order)
-            return (_PARTIAL_MATCH if fills else _ADD), fills, []
+            self._tidy()
+            return (_PARTIAL_MATCH if fills else _ADD), fills, expired
         self._rest(order)
-        return _ADD, [], []
+        return _ADD, _NO_FILLS, _NO_ORDERS
 
     def restore(self, order: Order) -> None:
         """Rest an order as it stood in a snapshot, without matching or checks."""
         self._rest(order)
 
+    def remember(self, order_id: str, expiration: int) -> None:
+        """Add an id to the finished-order memory, as a snapshot recorded it."""
+        self._remember(order_id, expiration)
+
     def cancel(self, order_id: str, *, owner: str | None = None) -> Order:
-        """Remove a resting order and return it (dead: its amount_left is now 0)."""
+        """Remove a resting order and return it (dead: its amount_left is now 0).
+
+        With `owner`, refuse (`NotOwner`, nothing changed) unless it is the order's user.
+        """
         order = self._orders.get(order_id)
         if order is None or not order.amount_left:
             raise OrderNotFound(order_id)
         if owner is not None and owner != order.user:
             raise NotOwner(order_id)
-        del self._orders[order_id]
-        side = order.side
-        key = -order.price if side is _BID else order.price
-        levels = self._levels[side]
-        level = levels[key]
-        level.volume -= order.amount_left
-        order.amount_left = 0
-        queue = level.queue
-        # Comparing identities first spares reading the front order's memory
-        # when the cancelled order is elsewhere in the queue, as it usually is.
-        if queue[0] is order or 2 * (level.dead + 1) > len(queue):
-            level.bury(1)
-        else:
-            level.dead += 1
-        if not level.queue:
-            del levels[key]
-            heap = self._heaps[side]
-            while heap and heap[0] not in levels:
-                heappop(heap)
-        self._depth[side] -= 1
+        self._remove(order)
+        self._remember(order_id, order.expiration)
+        self._tidy()
         return order
 
     def expiry_due(self, now: int) -> bool:
-        heap = self._expiry_heap
-        return bool(heap) and heap[0] <= now
+        """Whether `sweep_expired(now)` would remove an order or forget a finished id."""
+        orders, finished = self._expiry_heap, self._finished_heap
+        return bool((orders and orders[0] <= now) or (finished and finished[0] <= now))
 
     def sweep_expired(self, now: int) -> list[Order]:
-        """Remove every resting order with expiration <= now; O(1) when there is none."""
+        """Remove every resting order with expiration <= now, and forget finished ids
+        that expired; O(1) when there is nothing to do."""
+        if self._deaths:
+            self._settle()
         heap = self._expiry_heap
         removed: list[Order] = []
         while heap and heap[0] <= now:
-            for order in self._live(self._expiring.pop(heappop(heap))):
-                removed.append(self.cancel(order.id))
+            bucket = self._expiring.pop(heappop(heap))
+            self._expiry_entries -= len(bucket)
+            for order in bucket:
+                if order.amount_left:
+                    self._remove(order)
+                    removed.append(order)
+        heap = self._finished_heap
+        finished = self._finished
+        while heap and heap[0] <= now:
+            expiration = heappop(heap)
+            for oid in self._finished_at.pop(expiration):
+                if finished.get(oid) == expiration:
+                    del finished[oid]
+        if removed:
+            self._tidy()
         return removed
 
     # -------------------------------------------------------------- internals
 
-    def _take(self, taker: Order, opposite: int, limit: int, now: int) -> list[Fill]:
+    def _take(
+        self, taker: Order, opposite: int, limit: int, now: int
+    ) -> tuple[list[Fill], list[Order]]:
         """Trade `taker` against the `opposite` side's levels with keys up to `limit`."""
-        heap = self._heaps[opposite]
+        keys = self._keys[opposite]
         levels = self._levels[opposite]
+        deaths = self._deaths
         remaining = taker.amount_left
         user = taker.user
-        fills: list[Fill] = []
-        passed_over: list[int] | None = None
-        while heap:
-            key = heap[0]
+        fills: list[Fill] = _NO_FILLS
+        expired: list[Order] = _NO_ORDERS
+        emptied: list[int] | None = None
+        for key in keys:
             if key > limit:
                 break
-            level = levels.get(key)
-            if level is None:
-                heappop(heap)
-                continue
+            level = levels[key]
             price = level.price
             traded = 0
             died = 0
@@ -348,15 +493,24 @@ class Book:
                     maker.amount_left = 0
                     level.volume -= left
                     died += 1
+                    if expired is _NO_ORDERS:
+                        expired = []
+                    expired.append(maker)
+                    deaths.append(maker)
+                    self._leaves(maker.user)
                     continue
                 if maker.user == user:
                     continue
+                if fills is _NO_FILLS:
+                    fills = []
                 if left <= remaining:
                     remaining -= left
                     traded += left
                     maker.amount_left = 0
                     died += 1
                     fills.append((maker, taker, price, left, 0, remaining))
+                    deaths.append(maker)
+                    self._leaves(maker.user)
                     if not remaining:
                         break
                 else:
@@ -378,7 +532,9 @@ class Book:
                     dead -= 1
                 if not queue:
                     del levels[key]
-                    heappop(heap)
+                    if emptied is None:
+                        emptied = []
+                    emptied.append(key)
                     if not remaining:
                         break
                     continue
@@ -387,20 +543,20 @@ class Book:
                     level.bury(0)
             if not remaining:
                 break
-            # Only the taker's own orders are left at this level: look past it.
-            if passed_over is None:
-                passed_over = []
-            passed_over.append(heappop(heap))
-        if passed_over:
-            for key in passed_over:
-                heappush(heap, key)
-        while heap and heap[0] not in levels:
-            heappop(heap)
+            # Otherwise only the taker's own orders are left at this level: look past it.
+        if emptied is not None:
+            # The sorted list may not change while it is walked. Emptied levels
+            # are nearly always the first keys, which pop(0) removes cheapest.
+            for key in emptied:
+                if keys[0] == key:
+                    keys.pop(0)
+                else:
+                    keys.remove(key)
+            self._best[opposite] = keys[0] if keys else _NO_LEVEL
         taker.amount_left = remaining
-        return fills
+        return fills, expired
 
     def _rest(self, order: Order) -> None:
-        oid = order.id
         price = order.price
         if order.side is _BID:
             side = 0
@@ -412,101 +568,237 @@ class Book:
         level = levels.get(key)
         if level is None:
             level = levels[key] = PriceLevel(price)
-            heap = self._heaps[side]
-            heappush(heap, key)
-            if len(heap) > _COMPACT_FACTOR * len(levels) + _COMPACT_SLACK:
-                heap[:] = levels
-                heapify(heap)
+            self._keys[side].add(key)
+            if key < self._best[side]:
+                self._best[side] = key
         level.queue.append(order)
         level.volume += order.amount_left
-        self._orders[oid] = order
+        self._orders[order.id] = order
         self._depth[side] += 1
         listed = self._by_user.get(order.user)
         if listed is None:
-            self._by_user[order.user] = [order]
+            self._by_user[order.user] = UserOrders(order)
         else:
-            listed.append(order)
+            listed.orders.append(order)
+            listed.live += 1
         expiration = order.expiration
-        listed = self._expiring.get(expiration)
-        if listed is None:
+        bucket = self._expiring.get(expiration)
+        if bucket is None:
             self._expiring[expiration] = [order]
             heappush(self._expiry_heap, expiration)
         else:
-            listed.append(order)
-        self._compact_countdown -= 1
-        if not self._compact_countdown:
-            self._compact()
+            bucket.append(order)
+        self._expiry_entries += 1
 
-    @staticmethod
-    def _live(listed: list[Order]) -> list[Order]:
-        """The entries of an append-only index that still rest, in the order they rested.
+    def _remove(self, order: Order) -> None:
+        """Take a resting order out of its level and the id and user indexes; it is dead after."""
+        side = order.side
+        key = -order.price if side is _BID else order.price
+        levels = self._levels[side]
+        level = levels[key]
+        level.volume -= order.amount_left
+        order.amount_left = 0
+        queue = level.queue
+        # Comparing identities first spares reading the front order's memory
+        # when the removed order is elsewhere in the queue, as it usually is.
+        if queue[0] is order or 2 * (level.dead + 1) > len(queue):
+            level.bury(1)
+        else:
+            level.dead += 1
+        if not level.queue:
+            del levels[key]
+            keys = self._keys[side]
+            keys.remove(key)
+            if key == self._best[side]:
+                self._best[side] = keys[0] if keys else _NO_LEVEL
+        self._depth[side] -= 1
+        del self._orders[order.id]
+        self._leaves(order.user)
 
-        An order leaves the book only by dying (amount_left 0), so that is the test.
-        """
-        return [order for order in listed if order.amount_left]
+    def _leaves(self, user: str) -> None:
+        """One of `user`'s resting orders died: count it, and drop or repack the user's list."""
+        listed = self._by_user[user]
+        live = listed.live - 1
+        if not live:
+            del self._by_user[user]
+            return
+        listed.live = live
+        if len(listed.orders) > 2 * live + _USER_SLACK:
+            listed.orders = [order for order in listed.orders if order.amount_left]
 
-    def _compact(self) -> None:
-        """Rebuild the lazily pruned indexes if stale entries outnumber live orders."""
-        live = len(self)
-        limit = _COMPACT_FACTOR * live + _COMPACT_SLACK
-        if len(self._orders) > limit or sum(map(len, self._expiring.values())) > limit:
-            self._orders = {oid: order for oid, order in self._orders.items() if order.amount_left}
-            self._by_user = self._pruned(self._by_user)
-            self._expiring = self._pruned(self._expiring)
-            self._expiry_heap = list(self._expiring)
+    def _remember(self, order_id: str, expiration: int) -> None:
+        self._finished[order_id] = expiration
+        bucket = self._finished_at.get(expiration)
+        if bucket is None:
+            self._finished_at[expiration] = [order_id]
+            heappush(self._finished_heap, expiration)
+        else:
+            bucket.append(order_id)
+
+    def _settle(self) -> None:
+        """Move the orders that died while matching from the id dict to the finished memory."""
+        orders = self._orders
+        for order in self._deaths:
+            oid = order.id
+            if orders.get(oid) is order:
+                del orders[oid]
+                self._remember(oid, order.expiration)
+        self._deaths = []
+
+    def _tidy(self) -> None:
+        """Bound the deferred work by the live book (see the module docstring); O(1) amortised."""
+        live = self._depth[0] + self._depth[1]
+        if self._deaths and (not live or len(self._deaths) > live + _SLACK):
+            self._settle()
+        entries = self._expiry_entries
+        if entries and (not live or entries > 2 * live + _SLACK):
+            buckets: dict[int, list[Order]] = {}
+            entries = 0
+            for expiration, bucket in self._expiring.items():
+                resting = [order for order in bucket if order.amount_left]
+                if resting:
+                    buckets[expiration] = resting
+                    entries += len(resting)
+            self._expiring = buckets
+            self._expiry_heap = list(buckets)
             heapify(self._expiry_heap)
-        self._compact_countdown = live + _COMPACT_SLACK
+            self._expiry_entries = entries
 
-    @classmethod
-    def _pruned(cls, index: dict[_Key, list[Order]]) -> dict[_Key, list[Order]]:
-        pruned = {}
-        for key, listed in index.items():
-            live = cls._live(listed)
-            if live:
-                pruned[key] = live
-        return pruned
+    # ------------------------------------------------------------- validation
 
-    # ------------------------------------------------------------- invariants
+    def index_sizes(self) -> dict[str, int]:
+        """Entries held by each index, stale ones included (for tests and diagnostics)."""
+        return {
+            "levels": len(self._levels[0]) + len(self._levels[1]),
+            "level_keys": len(self._keys[0]) + len(self._keys[1]),
+            "ids": len(self._orders),
+            "deaths": len(self._deaths),
+            "users": len(self._by_user),
+            "user_entries": sum(len(listed.orders) for listed in self._by_user.values()),
+            "expiry_buckets": len(self._expiring),
+            "expiry_entries": self._expiry_entries,
+            "expiry_heap": len(self._expiry_heap),
+            "finished": len(self._finished),
+            "finished_buckets": len(self._finished_at),
+        }
 
-    def check_invariants(self) -> None:
-        """Raise AssertionError when any derived structure disagrees with the levels."""
+    def validate(self) -> None:
+        """Raise BookIntegrityError when any derived structure disagrees with the levels.
+
+        Linear in the size of the book and its indexes.
+        """
         seen: dict[str, Order] = {}
+        market = self.market
         for side in Side:
             levels = self._levels[side]
-            heap = self._heaps[side]
+            keys = self._keys[side]
+            previous = None
+            for key in keys:
+                if previous is not None and key <= previous:
+                    _fail(f"{side.name} level keys out of order at {key}")
+                previous = key
             count = 0
             for key, level in levels.items():
-                assert level.queue and level.queue[0].amount_left, f"level {level.price} front"
-                assert key == (-level.price if side is _BID else level.price)
-                assert key in heap, f"level {level.price} missing from the heap"
-                dead = [o for o in level.queue if not o.amount_left]
-                assert len(dead) == level.dead, f"level {level.price} dead count"
-                assert level.dead <= len(level), f"level {level.price} should have been packed"
+                price = level.price
+                queue = level.queue
+                # Plain ifs, not _require: building a message per order would dominate.
+                if not queue or not queue[0].amount_left:
+                    _fail(f"{side.name} level {price}: dead or missing front")
+                if key != (-price if side is _BID else price):
+                    _fail(f"{side.name} level {price}: filed under key {key}")
+                dead = 0
                 total = 0
-                for order in level.orders():
-                    assert order.side == side and order.price == level.price
-                    assert order.target_tracer == self.market
-                    assert 0 < order.amount_left <= order.amount
-                    assert order.id not in seen, f"order {order.id} rests twice"
+                for order in queue:
+                    left = order.amount_left
+                    if not left:
+                        dead += 1
+                        continue
+                    if order.side != side or order.price != price or order.target_tracer != market:
+                        _fail(f"{side.name} level {price}: order {order.id} misfiled")
+                    if not 0 < left <= order.amount:
+                        _fail(f"order {order.id}: amount_left {left} outside 1..amount")
+                    if order.id in seen:
+                        _fail(f"order {order.id} rests twice")
                     seen[order.id] = order
-                    total += order.amount_left
+                    total += left
                     count += 1
-                assert total == level.volume, (
-                    f"level {level.price} volume {level.volume} != {total}"
-                )
-            assert count == self._depth[side], f"depth {self._depth[side]} != {count}"
-            if levels:
-                assert heap[0] == min(levels), "heap top is not the best live level"
-            else:
-                assert not heap, "heap keeps keys of a side with no levels"
-        live = {oid: o for oid, o in self._orders.items() if o.amount_left}
-        assert live.keys() == seen.keys(), "id index disagrees with the levels"
-        assert all(live[i] is o for i, o in seen.items())
-        assert all(o.id == oid for oid, o in self._orders.items())
-        assert self._compact_countdown > 0
-        assert sorted(self._expiry_heap) == sorted(self._expiring), "expiry heap != buckets"
-        for index, field in ((self._by_user, "user"), (self._expiring, "expiration")):
-            for value, listed in index.items():
-                assert all(getattr(o, field) == value for o in listed), f"{field} index"
-            listed_ids = {o.id for listed in index.values() for o in self._live(listed)}
-            assert listed_ids == seen.keys(), f"{field} index misses a resting order"
+                if dead != level.dead or 2 * dead > len(queue):
+                    _fail(f"{side.name} level {price}: dead count {level.dead}, found {dead}")
+                if total != level.volume:
+                    _fail(f"{side.name} level {price}: volume {level.volume} != {total}")
+            if count != self._depth[side]:
+                _fail(f"{side.name} depth {self._depth[side]} != {count}")
+            _require(len(keys) == len(levels), f"{side.name} level keys != levels")
+            _require(all(key in levels for key in keys), f"{side.name} level keys != levels")
+            best = keys[0] if keys else _NO_LEVEL
+            _require(self._best[side] == best, f"{side.name} best key is not the first level")
+        dying = {id(order) for order in self._deaths}
+        live = 0
+        for oid, order in self._orders.items():
+            if order.id != oid:
+                _fail(f"id index: {oid} holds order {order.id}")
+            if order.amount_left:
+                live += 1
+                if seen.get(oid) is not order:
+                    _fail(f"id index: {oid} is not resting")
+            elif id(order) not in dying:
+                _fail(f"id index: dead {oid} is not listed to settle")
+        _require(live == len(seen), "id index misses a resting order")
+        listed_ids: set[str] = set()
+        for user, listed in self._by_user.items():
+            resting = 0
+            for order in listed.orders:
+                if order.user != user:
+                    _fail(f"user index {user} lists order {order.id} of {order.user}")
+                if order.amount_left:
+                    resting += 1
+                    listed_ids.add(order.id)
+            if listed.live != resting or not resting:
+                _fail(f"user {user}: count {listed.live}, resting {resting}")
+            if len(listed.orders) > 2 * resting + _USER_SLACK:
+                _fail(f"user {user}: {len(listed.orders)} entries for {resting} orders")
+        _require(len(listed_ids) == len(seen), "user index disagrees with the levels")
+        _require(listed_ids == seen.keys(), "user index disagrees with the levels")
+        heap = self._expiry_heap
+        _check_heap(heap, "expiry heap")
+        _require(len(heap) == len(self._expiring) == len(set(heap)), "expiry heap != buckets")
+        _require(set(heap) == self._expiring.keys(), "expiry heap != buckets")
+        entries = 0
+        listed_ids = set()
+        for expiration, bucket in self._expiring.items():
+            entries += len(bucket)
+            for order in bucket:
+                if order.expiration != expiration:
+                    _fail(f"expiry bucket {expiration} holds order {order.id}")
+                if order.amount_left:
+                    listed_ids.add(order.id)
+        _require(entries == self._expiry_entries, "expiry entry count")
+        _require(listed_ids == seen.keys(), "expiry index disagrees with the levels")
+        heap = self._finished_heap
+        _check_heap(heap, "finished heap")
+        _require(len(heap) == len(self._finished_at), "finished heap != buckets")
+        _require(set(heap) == self._finished_at.keys(), "finished heap != buckets")
+        bucketed = {
+            (oid, expiration) for expiration, bucket in self._finished_at.items() for oid in bucket
+        }
+        for oid, expiration in self._finished.items():
+            if (oid, expiration) not in bucketed:
+                _fail(f"finished {oid} has no bucket")
+            if oid in seen:
+                _fail(f"finished {oid} is resting")
+        _require(self.ltp >= 0 and self.seq >= 0, "ltp or seq negative")
+
+
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        _fail(what)
+
+
+def _fail(what: str) -> NoReturn:
+    raise BookIntegrityError(f"book integrity: {what}")
+
+
+def _check_heap(heap: list[int], what: str) -> None:
+    for i in range(1, len(heap)):
+        if heap[(i - 1) // 2] > heap[i]:
+            raise BookIntegrityError(f"book integrity: {what} is not a heap at {i}")

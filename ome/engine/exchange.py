@@ -1,7 +1,7 @@
 """All open markets: market address -> its `Book`."""
 
 from ome.engine.book import Book
-from ome.engine.errors import MarketExists, UnknownMarket
+from ome.engine.errors import MarketExists, MarketLimitReached, UnknownMarket
 from ome.engine.orders import Order
 
 
@@ -13,9 +13,12 @@ class Exchange:
     def __init__(self) -> None:
         self.books: dict[str, Book] = {}
 
-    def create(self, market: str) -> Book:
+    def create(self, market: str, *, limit: int | None = None) -> Book:
+        """Open a book; with `limit`, refuse when that many books are open already."""
         if market in self.books:
             raise MarketExists(market)
+        if limit is not None and len(self.books) >= limit:
+            raise MarketLimitReached(limit)
         book = self.books[market] = Book(market)
         return book
 
@@ -33,7 +36,10 @@ class Exchange:
         return any(book.expiry_due(now) for book in self.books.values())
 
     def sweep_expired(self, now: int) -> dict[str, list[Order]]:
-        """Expire resting orders in every book; only the books that lost orders appear."""
+        """Expire resting orders in every book and forget expired finished ids.
+
+        Only the books that lost resting orders appear.
+        """
         swept: dict[str, list[Order]] = {}
         for market, book in self.books.items():
             removed = book.sweep_expired(now)

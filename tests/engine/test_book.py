@@ -21,7 +21,7 @@ def ladder() -> Book:
     for step in range(5):
         assert book.submit(bid(95 - step, 10, trader=1), NOW)[0] is Status.ADD
         assert book.submit(ask(96 + step, 10, trader=2), NOW)[0] is Status.ADD
-    book.check_invariants()
+    book.validate()
     return book
 
 
@@ -48,7 +48,7 @@ def test_fill_at_one_level_trades_at_the_resting_price() -> None:
     assert book.ltp == 96
     assert taker.id not in book
     assert book.levels(Side.Ask)[0].volume == 6
-    book.check_invariants()
+    book.validate()
 
 
 def test_sweep_across_two_levels_leaves_last_maker_partly_filled() -> None:
@@ -68,7 +68,7 @@ def test_sweep_across_two_levels_leaves_last_maker_partly_filled() -> None:
     assert book.get(fills[1][0].id).amount_left == 5
     assert book.depth == (5, 4)
     assert book.ltp == 97
-    book.check_invariants()
+    book.validate()
 
 
 def test_incoming_remainder_rests_as_partial_match() -> None:
@@ -80,7 +80,7 @@ def test_incoming_remainder_rests_as_partial_match() -> None:
     assert book.get(taker.id).amount_left == 15
     assert taker.amount == 25
     assert book.best_ask == 95 and book.best_bid == 94
-    book.check_invariants()
+    book.validate()
 
 
 def test_time_priority_within_a_level_and_partial_fill_keeps_place() -> None:
@@ -93,7 +93,7 @@ def test_time_priority_within_a_level_and_partial_fill_keeps_place() -> None:
     _, fills, _ = book.submit(bid(100, 8, trader=3), NOW)
     trades = [(maker.id, amount) for maker, _, _, amount, _, _ in fills]
     assert trades == [(first.id, 6), (second.id, 2)]
-    book.check_invariants()
+    book.validate()
 
 
 def test_self_trade_is_skipped_and_book_ends_crossed_with_negative_spread() -> None:
@@ -109,11 +109,11 @@ def test_self_trade_is_skipped_and_book_ends_crossed_with_negative_spread() -> N
     assert (book.best_bid, book.best_ask) == (102, 100)
     assert book.crossed
     assert book.spread == -2
-    book.check_invariants()
+    book.validate()
     # Another trader's bid still reaches the skipped ask.
     status, fills, _ = book.submit(bid(100, 10, trader=3), NOW)
     assert [(maker.id, amount) for maker, _, _, amount, _, _ in fills] == [(own_ask.id, 10)]
-    book.check_invariants()
+    book.validate()
 
 
 def test_self_trade_skip_within_a_level_matches_the_next_order() -> None:
@@ -126,7 +126,7 @@ def test_self_trade_skip_within_a_level_matches_the_next_order() -> None:
     assert status is Status.FULL_MATCH
     assert [maker.id for maker, *_ in fills] == [other.id]
     assert [o.id for o in book.orders()] == [own.id]
-    book.check_invariants()
+    book.validate()
 
 
 def test_cancel_partly_filled_order() -> None:
@@ -142,7 +142,7 @@ def test_cancel_partly_filled_order() -> None:
         book.get(maker.id)
     with pytest.raises(OrderNotFound):
         book.cancel(maker.id)
-    book.check_invariants()
+    book.validate()
 
 
 def test_expired_resting_order_is_passed_over_and_removed() -> None:
@@ -155,7 +155,7 @@ def test_expired_resting_order_is_passed_over_and_removed() -> None:
     assert [(maker.id, price) for maker, _, price, *_ in fills] == [(long.id, 101)]
     assert short.id not in book
     assert len(book) == 0
-    book.check_invariants()
+    book.validate()
 
 
 def test_expired_order_is_refused_on_entry() -> None:
@@ -178,7 +178,7 @@ def test_sweep_expired_removes_only_what_expired() -> None:
     assert [o.id for o in book.orders()] == [later.id]
     book.cancel(later.id)
     assert book.sweep_expired(NOW + 100) == []
-    book.check_invariants()
+    book.validate()
 
 
 def test_duplicate_id_is_refused_while_resting() -> None:
@@ -190,7 +190,7 @@ def test_duplicate_id_is_refused_while_resting() -> None:
     with pytest.raises(DuplicateOrder):
         book.submit(order, NOW)
     assert book.depth == (1, 0)
-    book.check_invariants()
+    book.validate()
 
 
 def test_order_for_another_market_is_refused() -> None:
@@ -211,7 +211,7 @@ def test_largest_amounts_and_prices_are_exact() -> None:
     assert price == MAX_UINT128
     assert book.get(maker.id).amount_left == 1
     assert book.ltp == MAX_UINT128
-    book.check_invariants()
+    book.validate()
 
 
 def test_orders_of_a_user_in_acceptance_order() -> None:
@@ -220,3 +220,16 @@ def test_orders_of_a_user_in_acceptance_order() -> None:
     assert len(mine) == 5
     assert [book.get(i).price for i in mine] == [96, 97, 98, 99, 100]
     assert book.orders_of(user(42)) == []
+
+
+def test_depth_levels_are_best_first_with_totals_and_counts() -> None:
+    book = ladder()
+    book.submit(bid(95, 4, trader=3), NOW)
+    book.submit(ask(96, 1, trader=3), NOW)
+    assert book.depth_levels(Side.Bid, 2) == [(95, 14, 2), (94, 10, 1)]
+    assert book.depth_levels(Side.Ask, 1) == [(96, 11, 2)]
+    assert len(book.depth_levels(Side.Ask, 1000)) == 5
+    assert book.level_at(Side.Bid, 95) == (14, 2)
+    assert book.level_at(Side.Bid, 96) is None
+    assert book.level_at(Side.Ask, 100) == (10, 1)
+    book.validate()

@@ -1,7 +1,10 @@
 """The book against a deliberately naive reference model, driven by hypothesis.
 
 The reference keeps one list of resting orders in acceptance order and finds
-everything by full scans and sorting, so it is slow and obviously right. Few
+everything by full scans and sorting, so it is slow and obviously right. It
+also keeps the finished-order memory as a plain dict (id -> expiration): an
+order enters it when it is filled in full, cancelled or expired while
+matching, and leaves it at the first sweep at or after its expiration. Few
 traders and few price levels make crossing, self-trade skips and expiry common.
 """
 
@@ -24,8 +27,10 @@ from ome.engine import (
     DuplicateOrder,
     EngineError,
     Exchange,
+    NotOwner,
     Order,
     OrderExpired,
+    OrderFinished,
     OrderNotFound,
     Side,
     Status,
@@ -34,12 +39,14 @@ from ome.engine import (
 from tests.engine.helpers import MARKET, NOW, user
 
 FillView = tuple[str, str, int, int, int, int]
+RefResult = tuple[Status, list[FillView], list[str]]
 
 
 @pytest.fixture(autouse=True)
 def compact_often(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rebuild the book's lazy indexes every few rests, so the rebuilds are exercised too."""
-    monkeypatch.setattr(ome.engine.book, "_COMPACT_SLACK", 3)
+    """Tidy the book's deferred entries every few changes, so the tidying is exercised too."""
+    monkeypatch.setattr(ome.engine.book, "_SLACK", 3)
+    monkeypatch.setattr(ome.engine.book, "_USER_SLACK", 1)
 
 
 @dataclass
@@ -56,27 +63,47 @@ class RefOrder:
 @dataclass
 class ReferenceBook:
     resting: list[RefOrder] = field(default_factory=list)
+    finished: dict[str, int] = field(default_factory=dict)
     ltp: int = 0
     seq: int = 0
 
-    def submit(self, order: Order, now: int) -> tuple[Status, list[FillView]]:
-        if order.expiration <= now:
-            raise OrderExpired(order.expiration, now)
-        if any(r.id == order.id for r in self.resting):
-            raise DuplicateOrder(order.id)
-        remaining = order.amount_left
-        fills: list[FillView] = []
+    def _crossing(self, order: Order) -> list[RefOrder]:
         if order.side is Side.Bid:
             crossing = [r for r in self.resting if r.side is Side.Ask and r.price <= order.price]
             crossing.sort(key=lambda r: (r.price, r.seq))
         else:
             crossing = [r for r in self.resting if r.side is Side.Bid and r.price >= order.price]
             crossing.sort(key=lambda r: (-r.price, r.seq))
-        for maker in crossing:
+        return crossing
+
+    def check(self, order: Order, now: int) -> None:
+        if order.expiration <= now:
+            raise OrderExpired(order.expiration, now)
+        if any(r.id == order.id for r in self.resting):
+            raise DuplicateOrder(order.id)
+        if now < self.finished.get(order.id, now):
+            raise OrderFinished(order.id)
+
+    def fillable(self, order: Order, now: int) -> int:
+        eligible = sum(
+            r.amount_left
+            for r in self._crossing(order)
+            if r.expiration > now and r.user != order.user
+        )
+        return min(eligible, order.amount_left)
+
+    def submit(self, order: Order, now: int) -> RefResult:
+        self.check(order, now)
+        remaining = order.amount_left
+        fills: list[FillView] = []
+        expired: list[str] = []
+        for maker in self._crossing(order):
             if not remaining:
                 break
             if maker.expiration <= now:
                 self.resting.remove(maker)
+                self.finished[maker.id] = maker.expiration
+                expired.append(maker.id)
                 continue
             if maker.user == order.user:
                 continue
@@ -87,6 +114,9 @@ class ReferenceBook:
             fills.append((maker.id, order.id, maker.price, traded, maker.amount_left, remaining))
             if not maker.amount_left:
                 self.resting.remove(maker)
+                self.finished[maker.id] = maker.expiration
+        if not remaining:
+            self.finished[order.id] = order.expiration
         if remaining:
             self.seq += 1
             self.resting.append(
@@ -101,19 +131,23 @@ class ReferenceBook:
                 )
             )
         if not remaining:
-            return Status.FULL_MATCH, fills
-        return (Status.PARTIAL_MATCH if fills else Status.ADD), fills
+            return Status.FULL_MATCH, fills, expired
+        return (Status.PARTIAL_MATCH if fills else Status.ADD), fills, expired
 
-    def cancel(self, order_id: str) -> None:
+    def cancel(self, order_id: str, owner: str | None) -> None:
         for r in self.resting:
             if r.id == order_id:
+                if owner is not None and owner != r.user:
+                    raise NotOwner(order_id)
                 self.resting.remove(r)
+                self.finished[r.id] = r.expiration
                 return
         raise OrderNotFound(order_id)
 
     def sweep(self, now: int) -> set[str]:
         gone = {r.id for r in self.resting if r.expiration <= now}
         self.resting = [r for r in self.resting if r.id not in gone]
+        self.finished = {i: e for i, e in self.finished.items() if e > now}
         return gone
 
     def side(self, side: Side) -> list[tuple[str, int]]:
@@ -121,6 +155,17 @@ class ReferenceBook:
         sign = -1 if side is Side.Bid else 1
         orders.sort(key=lambda r: (sign * r.price, r.seq))
         return [(r.id, r.amount_left) for r in orders]
+
+    def depth(self, side: Side) -> list[tuple[int, int, int]]:
+        """(price, amount left, orders) per price, best first."""
+        levels: dict[int, list[int]] = {}
+        for r in self.resting:
+            if r.side is side:
+                level = levels.setdefault(r.price, [0, 0])
+                level[0] += r.amount_left
+                level[1] += 1
+        best_first = sorted(levels, reverse=side is Side.Bid)
+        return [(price, levels[price][0], levels[price][1]) for price in best_first]
 
     def best(self, side: Side) -> int | None:
         prices = [r.price for r in self.resting if r.side is side]
@@ -161,20 +206,34 @@ class BookMatchesReference(RuleBasedStateMachine):
 
     def _submit_both(self, order: Order) -> None:
         twin = replace(order)
+        book, now = self.book, self.now
+        fillable = book.fillable(order, now)
+        assert fillable == self.reference.fillable(twin, now)
         try:
-            expected = self.reference.submit(twin, self.now)
+            book.check_entry(order, now)
+        except EngineError as exc:
+            entry_error: type[EngineError] | None = type(exc)
+        else:
+            entry_error = None
+        try:
+            expected = self.reference.submit(twin, now)
         except EngineError as exc:
             expected_error: type[EngineError] | None = type(exc)
         else:
             expected_error = None
+        assert entry_error is expected_error
+        before = snapshot.to_dict(self.exchange) if expected_error else None
         try:
-            status, fills, _ = self.book.submit(order, self.now)
+            status, fills, expired = book.submit(order, now)
         except EngineError as exc:
             assert type(exc) is expected_error
+            assert snapshot.to_dict(self.exchange) == before, "a refused order changed the book"
             return
         assert expected_error is None, f"expected {expected_error}"
         seen = [(maker.id, taker.id, *trade) for maker, taker, *trade in fills]
-        assert (status, seen) == expected
+        assert (status, seen, [o.id for o in expired]) == expected
+        assert all(o.amount_left == 0 for o in expired)
+        assert sum(amount for _, _, _, amount, _, _ in fills) == fillable
 
     @rule(
         target=placed,
@@ -195,25 +254,36 @@ class BookMatchesReference(RuleBasedStateMachine):
         fresh.amount_left = fresh.amount
         self._submit_both(fresh)
 
-    @rule(order=consumes(placed))
-    def cancel(self, order: Order) -> None:
+    @rule(order=consumes(placed), owner=st.sampled_from([None, *TRADERS]))
+    def cancel(self, order: Order, owner: str | None) -> None:
         try:
-            self.reference.cancel(order.id)
-        except OrderNotFound:
-            expected_missing = True
+            self.reference.cancel(order.id, owner)
+        except (OrderNotFound, NotOwner) as exc:
+            expected_error: type[EngineError] | None = type(exc)
         else:
-            expected_missing = False
+            expected_error = None
+        before = snapshot.to_dict(self.exchange) if expected_error else None
         try:
-            cancelled = self.book.cancel(order.id)
-        except OrderNotFound:
-            assert expected_missing
+            cancelled = self.book.cancel(order.id, owner=owner)
+        except (OrderNotFound, NotOwner) as exc:
+            assert type(exc) is expected_error
+            assert snapshot.to_dict(self.exchange) == before, "a refused cancel changed the book"
         else:
-            assert not expected_missing
+            assert expected_error is None
             assert cancelled.id == order.id
+            assert cancelled.amount_left == 0
 
     @rule(seconds=st.integers(1, 15))
     def advance_clock(self, seconds: int) -> None:
         self.now += seconds
+
+    @precondition(lambda self: self.reference.finished or self.reference.resting)
+    @rule(data=st.data())
+    def advance_to_an_expiration(self, data: st.DataObject) -> None:
+        """Expirations exactly at `now` are where off-by-one mistakes live."""
+        ref = self.reference
+        expirations = sorted({*ref.finished.values(), *(r.expiration for r in ref.resting)})
+        self.now = max(self.now, data.draw(st.sampled_from(expirations)))
 
     @rule()
     def sweep_expired(self) -> None:
@@ -221,21 +291,31 @@ class BookMatchesReference(RuleBasedStateMachine):
         assert {o.id for o in removed} == self.reference.sweep(self.now)
         assert len(removed) == len({o.id for o in removed})
 
-    @precondition(lambda self: len(self.book) > 0)
     @rule()
     def snapshot_and_restore(self) -> None:
         data = snapshot.to_dict(self.exchange)
+        self.book.seq += 1
+        data["markets"][0]["seq"] = self.book.seq
         self.exchange = snapshot.from_dict(data)
         assert snapshot.to_dict(self.exchange) == data
 
     @invariant()
     def same_book(self) -> None:
         book = self.book
-        book.check_invariants()
+        book.validate()
         ref = self.reference
+        assert book.finished() == sorted(ref.finished.items())
+        for oid, expiration in ref.finished.items():
+            assert book.is_finished(oid, self.now) == (self.now < expiration)
         for side in Side:
             actual = [(o.id, o.amount_left) for lvl in book.levels(side) for o in lvl.orders()]
             assert actual == ref.side(side)
+            depth = ref.depth(side)
+            for n in (0, 1, 2, 7, 100):
+                assert book.depth_levels(side, n) == depth[:n]
+            at = {price: (amount, count) for price, amount, count in depth}
+            for price in range(94, 103):
+                assert book.level_at(side, price) == at.get(price)
         assert book.best_bid == ref.best(Side.Bid)
         assert book.best_ask == ref.best(Side.Ask)
         assert book.depth == (len(ref.side(Side.Bid)), len(ref.side(Side.Ask)))
@@ -247,6 +327,7 @@ class BookMatchesReference(RuleBasedStateMachine):
         for trader in TRADERS:
             expected = [r.id for r in ref.resting if r.user == trader]
             assert [o.id for o in book.orders_of(trader)] == expected
+            assert book.resting_count(trader) == len(expected)
 
 
 BookMatchesReference.TestCase.settings = settings(
