@@ -12,7 +12,7 @@ pairs are in the outbox, whose sender delivers them after this answer.
 
 from aiohttp import web
 
-from ome.access import authorize_admin
+from ome.access import authorize_admin, cancel_owner
 from ome.api.keys import COMMANDS, EXECUTIONER, IN_FLIGHT, ORDER_DOMAIN, SETTINGS
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
 from ome.engine import Book
@@ -24,6 +24,7 @@ from ome.wire import (
     orders_json,
     parse_address,
     parse_body,
+    parse_cancel,
     parse_market_body,
     parse_order,
     parse_order_id,
@@ -81,9 +82,19 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 async def cancel_order(request: web.Request) -> web.Response:
+    """PATCH (the frontend's) or DELETE; the signer must be the order's user."""
     order_id = parse_order_id(request.match_info["order_id"])
-    market = _book(request).market
-    await request.app[COMMANDS].cancel(market, order_id)
+    market = parse_address(request.match_info["market"], "market")
+    body = await request.read()
+    signature = parse_cancel(body, market, order_id)
+    commands = request.app[COMMANDS]
+    # Unknown market or order: 404 whatever the signature.
+    commands.book(market).get(order_id)
+    unsigned_allowed = request.app[SETTINGS].allow_unsigned_cancel and (
+        request.method == "DELETE" and not body.strip()
+    )
+    owner = cancel_owner(signature, order_id, unsigned_allowed=unsigned_allowed)
+    await commands.cancel(market, order_id, owner=owner)
     return json_response(message(200, "Order cancelled"))
 
 
@@ -107,6 +118,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/book/{market}/order", list_orders)
     router.add_get("/book/{market}/order/{order_id}", get_order)
     router.add_delete("/book/{market}/order/{order_id}", cancel_order)
+    router.add_patch("/book/{market}/order/{order_id}", cancel_order)
     router.add_get("/book/{market}/{user}", user_orders)
     for resource in list(router.resources()):
         assert isinstance(resource, web.Resource)
