@@ -405,6 +405,7 @@ async def orchestrate(seconds: float, runs: int, connections: int, client: str) 
         [
             __file__, "ome", client, "-l", "127.0.0.1", "-p", str(ome_port), "--force-no-tls",
             "--executioner_address", executioner, "--dumpfile", f"{folder}/dump.json",
+            "--journal_dir", f"{folder}/journal",
             # Its traders have no keys: the mix cancels with a body-less DELETE.
             "--allow_unsigned_cancel",
         ]

@@ -4,10 +4,16 @@ Handlers raise and never catch; `middlewares.error_middleware` answers every
 failure. Every change goes through `ome.commands.Commands`, whose commands
 return once their journal record is durable. An order submission runs the
 checks in this order: path and body (400), market (404), `check_entry`
-(target_tracer 400, expired 400, resting or finished id 409), the
-executioner's `/check` (400 / 503), then `place`, which repeats the entry
-checks atomically because other requests ran during the await. The matched
-pairs are in the outbox, whose sender delivers them after this answer.
+(target_tracer 400, expired 400, resting or finished id 409, the user's
+order limit 429), the signature when a domain is configured (400
+`invalid_signature`), the user's in-flight cap (429), the executioner's
+`/check` (400 / 503), then `place`, which repeats the entry checks and the
+order limit atomically because other requests ran during the await. The
+matched pairs are in the outbox, whose sender delivers them after this answer.
+
+A cancel (PATCH or DELETE) checks path and body (400), market and order
+(404, whatever the signature), then the signature (401 missing, 400
+malformed); the engine's cancel refuses another signer (403).
 """
 
 from aiohttp import web
