@@ -101,7 +101,10 @@ async def exited(process: subprocess.Popen[bytes], timeout: float = START_TIMEOU
 async def test_requests_signals_and_dump_survive_a_broken_stdout(
     tmp_path: Path, fake_executioner: FakeExecutioner
 ) -> None:
-    args = ("--executioner_address", fake_executioner.url, "--dumpfile", "dump.json")
+    args = (
+        *("--executioner_address", fake_executioner.url, "--dumpfile", "dump.json"),
+        "--allow_unsigned_cancel",
+    )
     process, url = start_with_piped_stdout(tmp_path, *args)
     try:
         async with aiohttp.ClientSession() as session:
