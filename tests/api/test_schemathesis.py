@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, settings
 from ome.api.openapi import document
 from tests.processes import START_TIMEOUT, Ome
 
-MAX_EXAMPLES = 40
-CLI_MAX_EXAMPLES = 30
+MAX_EXAMPLES = 25
+CLI_MAX_EXAMPLES = 15
 # Per example, generous for a loaded 2-core box; a slower answer fails the test.
 DEADLINE_MS = 5000
 HYPOTHESIS = settings(
