@@ -1,7 +1,7 @@
 """Durability benchmark (issue 8): what the journal costs, how fast a crash recovers, what a
 snapshot stalls. All on 127.0.0.1 and in temporary folders.
 
-    .venv/bin/python bench/journal.py            # 3 runs of each part, ~6 minutes, ~3 GB peak
+    .venv/bin/python bench/journal.py            # 3 runs of each part; ~3 GB of memory at peak
     .venv/bin/python bench/journal.py --quick    # small sizes, 1 run each: a smoke test
 
 1. Throughput. The OME as a subprocess (`python -m ome`, log level info into a
@@ -12,10 +12,11 @@ snapshot stalls. All on 127.0.0.1 and in temporary folders.
    `--fsync always`, `--fsync off`, and for reference the last commit before
    the journal (REFERENCE_COMMIT, extracted with `git archive` into a temporary
    folder and run from there with the same interpreter and packages). Reported:
-   submissions/s and p50/p99 (medians), the ratio always/off, and the mean
-   records per flush: the OME logs `journal_closed records=… flushes=…` at
-   shutdown (the Journal's own counters), and with `--fsync always` every flush
-   is one `os.write` plus one `fdatasync`.
+   submissions/s and p50/p99 (medians), the ratio always/off, the OME's CPU
+   time per submission (steadier than throughput on a shared machine), and the
+   mean records per fsync: the growth of `ome_journal_records_total` over that
+   of `ome_journal_fsyncs_total` in the OME's `/metrics` during the load (the
+   Journal's own counters; with `--fsync off` a "fsync" is a plain write).
 2. Start. A state built through `ome.commands.Machine` (1,000,000 resting
    orders on 100,000 price levels, one market) written with
    `ome.persistence.write_dump`, then 1,000,000 more commands applied the same
@@ -68,6 +69,7 @@ from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
+import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
 from bench import http as http_bench  # noqa: E402
@@ -106,22 +108,6 @@ QUICK = Sizes(load_seconds=1.0, runs=1, orders=5_000, levels=500, records=5_000)
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) process `pid` has used so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def log_events(path: Path) -> Iterator[dict[str, Any]]:
-    for line in path.read_bytes().splitlines():
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(event, dict):
-            yield event
 
 
 # ---------------------------------------------------------------- 1. throughput
@@ -210,18 +196,32 @@ async def throughput_run(
         await http_bench.wait_ready(base, process)
         market = http_bench.market_address(run)
         await http_bench.create_market(base, market)
-        cpu_before = cpu_seconds(process.pid)
+        before = await journal_counts(base)
         result = await asyncio.to_thread(
-            http_bench.run_load, base, market, "submit", sizes.load_seconds, connections, run
-        )
-        cpu = cpu_seconds(process.pid) - cpu_before
+            http_bench.measured_load, process.pid, base, market, "submit",
+            sizes.load_seconds, connections, run,
+        )  # fmt: skip
+        after = await journal_counts(base)
     variant.results.append(result)
-    count = result["kinds"].get("submit", {}).get("count", 0)
-    if count:
-        variant.cpu_per_submission.append(cpu / count)
-    for event in log_events(log):
-        if event.get("event") == "journal_closed" and event.get("flushes"):
-            variant.per_flush.append(event["records"] / event["flushes"])
+    variant.cpu_per_submission.append(result["cpu_us_per_request"])
+    if before is not None and after is not None and after[1] > before[1]:
+        variant.per_flush.append((after[0] - before[0]) / (after[1] - before[1]))
+
+
+async def journal_counts(base: str) -> tuple[float, float] | None:
+    """The OME's journal records and fsyncs so far, from GET /metrics (None without it)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+        if response.status != 200:
+            return None
+        text = await response.text()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("ome_journal_records_total", "ome_journal_fsyncs_total"):
+            values[name] = float(value)
+    if len(values) != 2:
+        return None
+    return values["ome_journal_records_total"], values["ome_journal_fsyncs_total"]
 
 
 async def throughput(sizes: Sizes, connections: int, folder: Path, *, reference: bool) -> None:
@@ -259,7 +259,7 @@ async def throughput(sizes: Sizes, connections: int, folder: Path, *, reference:
         unexpected = sum(r["unexpected"].get("submit", 0) for r in variant.results)
         print(
             f"  {variant.name:<32} {row['rps']:>8.0f} {row['p50_ms']:>8.2f} "
-            f"{row['p99_ms']:>8.2f} {per_flush} {median(variant.cpu_per_submission) * 1e6:>12.0f}"
+            f"{row['p99_ms']:>8.2f} {per_flush} {median(variant.cpu_per_submission):>12.0f}"
             + (f"  ({unexpected} non-200 answers)" if unexpected else "")
         )
     always, off = rows["fsync always"], rows["fsync off"]
@@ -276,8 +276,10 @@ async def throughput(sizes: Sizes, connections: int, folder: Path, *, reference:
             f"off/before: {off['rps'] / before['rps']:.2f}"
         )
     print(
-        "  rec/flush: mean records per journal write (each one fdatasync with always); "
-        "CPU us/subm: the OME process's CPU time during the load per submission answered"
+        "  rec/flush: journal records over journal writes during the load, from the OME's "
+        "/metrics (ome_journal_records_total / ome_journal_fsyncs_total; with always each "
+        "write is one fdatasync); CPU us/subm: the OME process's CPU time during the load "
+        "per submission answered"
     )
 
 
@@ -453,7 +455,7 @@ def start_once(
             if event.get("event") == "state_recovered":
                 recovered = event
             if event.get("event") == "ome_started":
-                return time.perf_counter() - started, cpu_seconds(process.pid), recovered
+                return time.perf_counter() - started, http_bench.cpu_seconds(process.pid), recovered
         raise SystemExit(f"the OME did not start within {STARTUP_TIMEOUT:g} s: {process.poll()}")
     finally:
         watchdog.cancel()

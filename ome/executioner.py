@@ -13,8 +13,11 @@ connection reset, a 5xx): httpx-aiohttp reports a refused connection as a
 """
 
 import asyncio
+import contextlib
 import errno
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -60,11 +63,19 @@ class ExecutionerUnavailable(ExecutionerError):
         self.cause = cause
 
 
+# Told of every call: which (check, submit), its seconds, and None or the kind of failure
+# (rejected, timeout, unreachable, server_error).
+Observer = Callable[[str, float, str | None], None]
+
+
 class ExecutionerClient:
     """Talks to the executioner at `base_url`; `timeout` bounds each request as a whole."""
 
-    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout: float = 5.0, observer: Observer | None = None
+    ) -> None:
         base = base_url.rstrip("/")
+        self._observer = observer
         # Parsed once: httpx would parse and merge a string URL on every request.
         self._check_url = httpx.URL(f"{base}/check")
         self._submit_url = httpx.URL(f"{base}/submit")
@@ -84,17 +95,33 @@ class ExecutionerClient:
 
     async def check(self, order: dict[str, Any]) -> None:
         """Ask whether `order` (a wire order object) may enter the book."""
-        await self._post(self._check_url, orjson.dumps({"order": order}), _JSON_HEADERS)
+        await self._post("check", self._check_url, orjson.dumps({"order": order}), _JSON_HEADERS)
 
     async def submit(self, pair: dict[str, Any], idempotency_key: str) -> None:
         """Hand over one matched pair `{"maker": order, "taker": order}`."""
         headers = {**_JSON_HEADERS, "Idempotency-Key": idempotency_key}
-        await self._post(self._submit_url, orjson.dumps(pair), headers)
+        await self._post("submit", self._submit_url, orjson.dumps(pair), headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _post(self, url: httpx.URL, body: bytes, headers: dict[str, str]) -> None:
+    async def _post(self, call: str, url: httpx.URL, body: bytes, headers: dict[str, str]) -> None:
+        if self._observer is None:
+            await self._send(url, body, headers)
+            return
+        started = time.perf_counter()
+        failure = None
+        try:
+            await self._send(url, body, headers)
+        except ExecutionerError as exc:
+            failure = _kind_of(exc)
+            raise
+        finally:
+            # The observer only counts; nothing it does may change the call's outcome.
+            with contextlib.suppress(Exception):
+                self._observer(call, time.perf_counter() - started, failure)
+
+    async def _send(self, url: httpx.URL, body: bytes, headers: dict[str, str]) -> None:
         # A ready Request skips the client's per-call URL merging and option handling,
         # a third of its cost on this path.
         request = httpx.Request(
@@ -141,6 +168,19 @@ class ExecutionerClient:
         if isinstance(exc, httpx.RemoteProtocolError):
             return f"malformed answer ({exc})"
         return f"{type(exc).__name__}: {exc}"
+
+
+def _kind_of(exc: ExecutionerError) -> str:
+    """A bounded label for a failed call: rejected, server_error, timeout or unreachable."""
+    if isinstance(exc, ExecutionerRejected):
+        return "rejected"
+    cause = exc.cause if isinstance(exc, ExecutionerUnavailable) else ""
+    if cause.startswith("answered "):
+        return "server_error"
+    if cause.startswith("no answer within"):
+        return "timeout"
+    # Refused, reset, no such host, no connection in time: nobody answered.
+    return "unreachable"
 
 
 def _message_of(body: bytes) -> str:

@@ -4,18 +4,34 @@ Handlers raise and never catch; `middlewares.error_middleware` answers every
 failure. Every change goes through `ome.commands.Commands`, whose commands
 return once their journal record is durable. An order submission runs the
 checks in this order: path and body (400), market (404), `check_entry`
-(target_tracer 400, expired 400, resting or finished id 409), the
-executioner's `/check` (400 / 503), then `place`, which repeats the entry
-checks atomically because other requests ran during the await. The matched
-pairs are in the outbox, whose sender delivers them after this answer.
+(target_tracer 400, expired 400, resting or finished id 409, the user's
+order limit 429), the signature when a domain is configured (400
+`invalid_signature`), the user's in-flight cap (429), the executioner's
+`/check` (400 / 503), then `place`, which repeats the entry checks and the
+order limit atomically because other requests ran during the await. The
+matched pairs are in the outbox, whose sender delivers them after this answer.
+
+A cancel (PATCH or DELETE) checks path and body (400), market and order
+(404, whatever the signature), then the signature (401 missing, 400
+malformed); the engine's cancel refuses another signer (403).
 """
 
 from aiohttp import web
 
-from ome.access import authorize_admin
-from ome.api.keys import COMMANDS, EXECUTIONER, IN_FLIGHT, ORDER_DOMAIN, SETTINGS
+from ome.access import authorize_admin, cancel_owner
+from ome.api import openapi
+from ome.api.keys import (
+    COMMANDS,
+    EXECUTIONER,
+    IN_FLIGHT,
+    METRICS,
+    ORDER_DOMAIN,
+    READINESS,
+    SETTINGS,
+)
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
 from ome.engine import Book
+from ome.metrics import CONTENT_TYPE
 from ome.signing import verify_order
 from ome.wire import (
     book_json,
@@ -24,6 +40,7 @@ from ome.wire import (
     orders_json,
     parse_address,
     parse_body,
+    parse_cancel,
     parse_market_body,
     parse_order,
     parse_order_id,
@@ -39,6 +56,22 @@ def _book(request: web.Request) -> Book:
 
 async def health(request: web.Request) -> web.Response:
     return json_response(message(200, "Healthy"))
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(body=openapi.document_bytes(), content_type="application/json")
+
+
+async def ready(request: web.Request) -> web.Response:
+    status, body = request.app[READINESS].report()
+    return json_response(body, status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    figures = request.app[METRICS]
+    if figures is None:
+        raise web.HTTPNotFound(reason="Metrics are turned off")
+    return web.Response(body=figures.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def list_markets(request: web.Request) -> web.Response:
@@ -81,9 +114,19 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 async def cancel_order(request: web.Request) -> web.Response:
+    """PATCH (the frontend's) or DELETE; the signer must be the order's user."""
     order_id = parse_order_id(request.match_info["order_id"])
-    market = _book(request).market
-    await request.app[COMMANDS].cancel(market, order_id)
+    market = parse_address(request.match_info["market"], "market")
+    body = await request.read()
+    signature = parse_cancel(body, market, order_id)
+    commands = request.app[COMMANDS]
+    # Unknown market or order: 404 whatever the signature.
+    commands.book(market).get(order_id)
+    unsigned_allowed = request.app[SETTINGS].allow_unsigned_cancel and (
+        request.method == "DELETE" and not body.strip()
+    )
+    owner = cancel_owner(signature, order_id, unsigned_allowed=unsigned_allowed)
+    await commands.cancel(market, order_id, owner=owner)
     return json_response(message(200, "Order cancelled"))
 
 
@@ -100,6 +143,9 @@ async def preflight(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", health)
+    router.add_get("/ready", ready)
+    router.add_get("/metrics", metrics)
+    router.add_get("/openapi.json", openapi_document)
     router.add_get("/book", list_markets)
     router.add_post("/book", create_market)
     router.add_get("/book/{market}", get_book)
@@ -107,6 +153,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/book/{market}/order", list_orders)
     router.add_get("/book/{market}/order/{order_id}", get_order)
     router.add_delete("/book/{market}/order/{order_id}", cancel_order)
+    router.add_patch("/book/{market}/order/{order_id}", cancel_order)
     router.add_get("/book/{market}/{user}", user_orders)
     for resource in list(router.resources()):
         assert isinstance(resource, web.Resource)
