@@ -52,6 +52,7 @@ sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != B
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import io  # noqa: E402
 import os  # noqa: E402
@@ -193,7 +194,9 @@ async def throughput_run(
         *(flag.replace("{dir}", str(run_dir)) for flag in variant.flags),
     ]
     with ome_process(variant, args, log) as process:
-        await http_bench.wait_ready(base, process)
+        # 503 while the state is restored; the reference, which has no /ready, answers 404
+        # once it listens, which it does only after its restore.
+        await http_bench.wait_ready(f"{base}/ready", process)
         market = http_bench.market_address(run)
         await http_bench.create_market(base, market)
         before = await journal_counts(base)
@@ -683,8 +686,11 @@ def main() -> None:
     parser.add_argument(
         "--folder", type=Path, default=None, help="where journals and snapshots go (a temp folder)"
     )
+    parser.add_argument("--runs", type=int, default=None, help="runs per part (default 3)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if args.runs is not None:
+        sizes = dataclasses.replace(sizes, runs=args.runs)
     print(
         f"bench/journal.py: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
         f"{'quick' if args.quick else 'full'} sizes, medians of {sizes.runs}; "
