@@ -196,6 +196,16 @@ def parse_token(value: str) -> str:
     return text
 
 
+def parse_delay(value: str) -> float:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0 <= seconds <= 3600:
+        raise ValueError("must be from 0 to 3600 seconds")
+    return seconds
+
+
 @dataclass(frozen=True)
 class Env:
     """An environment variable whose text is read by its own parser instead of the setting's."""
@@ -344,6 +354,37 @@ class Settings(BaseModel):
             "the journal they cover is deleted",
         ),
     ] = 300.0
+    access_log: Annotated[
+        bool,
+        Option(
+            flags=("--access_log", "--access-log"),
+            env=("OME_ACCESS_LOG",),
+            parse=parse_boolean,
+            help="log one http_request line per request: method, route, status, latency, "
+            "request id",
+            switch=True,
+        ),
+    ] = False
+    metrics: Annotated[
+        bool,
+        Option(
+            flags=("--metrics",),
+            env=("OME_METRICS",),
+            parse=parse_boolean,
+            help="count requests, orders, deliveries and journal writes, served at GET /metrics "
+            "in the Prometheus text format (true or false)",
+        ),
+    ] = True
+    drain_delay: Annotated[
+        float,
+        Option(
+            flags=("--drain_delay", "--drain-delay"),
+            env=("OME_DRAIN_DELAY",),
+            parse=parse_delay,
+            help="seconds to go on serving after SIGTERM, GET /ready answering 503, so that "
+            "load balancers stop sending before the port closes",
+        ),
+    ] = 0.0
     dev: Annotated[
         bool,
         Option(

@@ -466,3 +466,80 @@ async def test_restore_drops_expired_orders_and_shutdown_dumps(
     state = read_dump(dumpfile)
     assert state is not None
     assert [o.id for o in state.exchange.get(MARKET).orders()] == [kept.id]
+
+
+# ---------------------------------------------------------------- operator hygiene
+
+
+def existing_dump(path: Path) -> bytes:
+    """A dumpfile as another version might have written it: what a rewrite would change."""
+    exchange = Exchange()
+    exchange.create(MARKET)
+    write_dump(path, State(exchange))
+    content = path.read_bytes() + b"\n\n"
+    path.write_bytes(content)
+    return content
+
+
+async def test_a_start_on_a_busy_port_leaves_the_dumpfile_untouched(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    first = Ome(tmp_path, "--dumpfile", "a.json", name="first")
+    processes.append(first)
+    await first.started()
+    port = first.url.rsplit(":", 1)[1]
+    dumpfile = tmp_path / "b.json"
+    content = existing_dump(dumpfile)
+    inode = dumpfile.stat().st_ino
+    second = Ome(tmp_path, "--dumpfile", "b.json", "-p", port, name="second")
+    processes.append(second)
+    assert await second.exited() == 1
+    assert dumpfile.read_bytes() == content
+    assert dumpfile.stat().st_ino == inode
+    assert second.events("state_dumped") == []
+    assert await first.stop() == 0
+
+
+async def test_a_start_with_bad_tls_files_leaves_the_dumpfile_untouched(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "pkey.secret").write_text("not a key")
+    dumpfile = tmp_path / "dump.json"
+    content = existing_dump(dumpfile)
+    ome = Ome(tmp_path, "--dumpfile", "dump.json")
+    processes.append(ome)
+    assert await ome.exited() == 1
+    assert "cert.pem" in ome.stderr
+    assert "Traceback" not in ome.stderr
+    assert dumpfile.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "level", "address"),
+    [
+        ((), {}, "warning", "http://localhost:3000"),
+        ((), {"executioner_ip": "127.0.0.1"}, "info", "http://127.0.0.1:3000"),
+        (("--executioner_address", "http://127.0.0.1:9"), {}, "info", "http://127.0.0.1:9"),
+    ],
+)
+async def test_the_start_logs_the_executioner_address_and_warns_on_the_default(
+    tmp_path: Path,
+    processes: list[Ome],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    environ: dict[str, str],
+    level: str,
+    address: str,
+) -> None:
+    for name in ("executioner_ip", "executioner_address"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    ome = Ome(tmp_path, *args)
+    processes.append(ome)
+    await ome.started()
+    (event,) = ome.events("executioner_address")
+    assert (event["level"], event["executioner"]) == (level, address)
+    assert ome.events("ome_started")[0]["executioner"] == address
+    assert await ome.stop() == 0

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ome.access import InFlight
+from ome.api.health import Readiness
 from ome.commands import Commands
 from ome.config import Settings
 from ome.delivery import Sender
 from ome.executioner import ExecutionerClient
+from ome.metrics import Metrics
 from ome.signing import Domain
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -35,3 +37,6 @@ EXIT = web.AppKey("exit", Exit)
 # The domain order signatures are verified on; None when they are left to the executioner.
 ORDER_DOMAIN: web.AppKey[Domain | None] = web.AppKey("order_domain")
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
+READINESS = web.AppKey("readiness", Readiness)
+# None when metrics are turned off.
+METRICS: web.AppKey[Metrics | None] = web.AppKey("metrics")

@@ -30,7 +30,7 @@ from ome.api.keys import CLOCK, COMMANDS, EXECUTIONER, EXIT, ON_FATAL, SENDER, S
 from ome.commands import Commands, Limits
 from ome.delivery import Sender
 from ome.eventlog import log_events
-from ome.journal import Journal, JournalError, SegmentFile, check_folder
+from ome.journal import Journal, JournalError, JournalUnavailable, SegmentFile, check_folder
 from ome.persistence import check_writable, digest, write_dump
 from ome.recovery import recover
 from ome.snapshots import Snapshotter, delete_covered_segments
@@ -49,7 +49,8 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     dumpfile, journal_dir = settings.dumpfile, settings.journal_dir
     check_writable(dumpfile)
-    recovered = recover(dumpfile, journal_dir, repair=True)
+    # In a worker thread, so that the port answers probes while a large state loads.
+    recovered = await asyncio.to_thread(recover, dumpfile, journal_dir, repair=True)
     check_folder(journal_dir)
     current = recovered.state
     if recovered.torn is not None:
@@ -160,11 +161,8 @@ async def periodic_snapshots(app: web.Application) -> AsyncIterator[None]:
     )
     app[SNAPSHOTTER] = snapshotter
     task = _snapshot_forever(snapshotter, commands, settings.snapshot_interval)
-    try:
-        async with _background(task, "snapshots"):
-            yield
-    finally:
-        snapshotter.abort()
+    async with _background(task, "snapshots"):
+        yield
 
 
 CONTEXTS: list[Callable[[web.Application], AsyncIterator[None]]] = [
@@ -193,7 +191,7 @@ async def _snapshot_forever(snapshotter: Snapshotter, commands: Commands, interv
             continue
         try:
             last = await snapshotter.take()
-        except (OSError, JournalError) as exc:
+        except (OSError, JournalError, JournalUnavailable) as exc:
             log.error("snapshot_failed", reason=str(exc))
         else:
             log.info("snapshot_written", seq=last)

@@ -19,9 +19,19 @@ malformed); the engine's cancel refuses another signer (403).
 from aiohttp import web
 
 from ome.access import authorize_admin, cancel_owner
-from ome.api.keys import COMMANDS, EXECUTIONER, IN_FLIGHT, ORDER_DOMAIN, SETTINGS
+from ome.api import openapi
+from ome.api.keys import (
+    COMMANDS,
+    EXECUTIONER,
+    IN_FLIGHT,
+    METRICS,
+    ORDER_DOMAIN,
+    READINESS,
+    SETTINGS,
+)
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
 from ome.engine import Book
+from ome.metrics import CONTENT_TYPE
 from ome.signing import verify_order
 from ome.wire import (
     book_json,
@@ -46,6 +56,22 @@ def _book(request: web.Request) -> Book:
 
 async def health(request: web.Request) -> web.Response:
     return json_response(message(200, "Healthy"))
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(body=openapi.document_bytes(), content_type="application/json")
+
+
+async def ready(request: web.Request) -> web.Response:
+    status, body = request.app[READINESS].report()
+    return json_response(body, status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    figures = request.app[METRICS]
+    if figures is None:
+        raise web.HTTPNotFound(reason="Metrics are turned off")
+    return web.Response(body=figures.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def list_markets(request: web.Request) -> web.Response:
@@ -117,6 +143,9 @@ async def preflight(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", health)
+    router.add_get("/ready", ready)
+    router.add_get("/metrics", metrics)
+    router.add_get("/openapi.json", openapi_document)
     router.add_get("/book", list_markets)
     router.add_post("/book", create_market)
     router.add_get("/book/{market}", get_book)
