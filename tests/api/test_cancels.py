@@ -12,7 +12,8 @@ from ome.config import Settings
 from ome.journal import Scan, read_segments
 from ome.records import Cancel, decode
 from ome.signing import cancel_digest, sign_digest
-from tests.api.conftest import NOW, Client, Clock, order_body, refused, submit
+from tests.api.conftest import Client, refused, submit
+from tests.builders import NOW, Clock, order_body
 from tests.signers import THROWAWAY_KEY, address, sign_cancel, sign_order
 
 VECTORS = json.loads(

@@ -7,7 +7,8 @@ from pytest_aiohttp import AiohttpClient
 
 from ome.api.app import create_app
 from ome.config import Settings
-from tests.api.conftest import MARKET, NOW, OTHER_MARKET, Client, Clock, order_body, refused, submit
+from tests.api.conftest import Client, refused, submit
+from tests.builders import MARKET, NOW, OTHER_MARKET, Clock, order_body
 from tests.fakes import FakeExecutioner
 
 ORDERS = f"/book/{MARKET}/order"

@@ -12,7 +12,7 @@ from pytest_aiohttp import AiohttpClient
 
 from ome.api.app import create_app
 from ome.config import Settings
-from tests.api.conftest import Clock
+from tests.builders import Clock
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
