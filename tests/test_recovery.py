@@ -15,18 +15,9 @@ from ome.records import Cancel, CreateMarket, DeliveryOutcome, Expire, Place, de
 from ome.recovery import RecoveryError, recover
 from ome.snapshots import Snapshotter
 from ome.state import State
+from tests.builders import NOW, SIG, Clock
 
 MARKETS = ["0x" + "ab" * 20, "0x" + "cd" * 20]
-SIGNATURE = "0x" + "ef" * 65
-NOW = 1_700_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def order(rng: random.Random, market: str, created: int) -> Order:
@@ -38,7 +29,7 @@ def order(rng: random.Random, market: str, created: int) -> Order:
         amount=rng.randint(1, 9),
         expiration=NOW + rng.randint(1, 30),
         created=created,
-        signed_data=SIGNATURE,
+        signed_data=SIG,
     )
 
 
@@ -95,7 +86,7 @@ def test_every_record_kind_round_trips() -> None:
         amount=2**100,
         expiration=NOW + 5,
         created=NOW,
-        signed_data=SIGNATURE,
+        signed_data=SIG,
     )
     for command in (
         CreateMarket(MARKETS[0]),
@@ -163,3 +154,31 @@ def test_a_record_that_does_not_apply_stops_recovery(tmp_path: Path) -> None:
     (tmp_path / segment_name(1)).write_bytes(frame(1, bad))
     with pytest.raises(RecoveryError, match="record 1 cannot be replayed"):
         recover(tmp_path / "absent.json", tmp_path, repair=False)
+
+
+@pytest.mark.parametrize("after", [0, 1, 2])
+async def test_a_cancelled_snapshot_leaves_the_old_one_and_no_temporary_file(
+    tmp_path: Path, after: int
+) -> None:
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    dumpfile = tmp_path / "dump.json"
+    dumpfile.write_bytes(b"the old snapshot")
+    commands, task = live(journal_dir)
+    await random_session(commands, random.Random(after), 100)
+    taking = asyncio.create_task(
+        Snapshotter(commands.state, commands.journal, dumpfile, journal_dir).take()
+    )
+    for _ in range(after):
+        await asyncio.sleep(0)
+    taking.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await taking
+    if not taking.cancelled():
+        assert digest(recover(dumpfile, journal_dir, repair=False).state) == digest(
+            commands.state
+        )
+    else:
+        assert dumpfile.read_bytes() == b"the old snapshot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.json", "journal"]
+    await stop(commands, task)

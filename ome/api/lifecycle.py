@@ -27,7 +27,7 @@ import structlog
 from aiohttp import web
 
 from ome.api.keys import CLOCK, COMMANDS, EXECUTIONER, EXIT, ON_FATAL, SENDER, SETTINGS
-from ome.commands import Commands
+from ome.commands import Commands, Limits
 from ome.delivery import Sender
 from ome.eventlog import log_events
 from ome.journal import Journal, JournalError, JournalUnavailable, SegmentFile, check_folder
@@ -70,7 +70,10 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     if settings.fsync == "off":
         log.warning("fsync_off", consequence="acknowledged commands can be lost in a crash")
     journal = Journal(file, durable_seq=current.seq, on_failure=_on_journal_failure(app))
-    commands = Commands(current, journal, app[CLOCK], sinks=[log_events])
+    limits = Limits(
+        max_markets=settings.max_markets, max_orders_per_user=settings.max_orders_per_user
+    )
+    commands = Commands(current, journal, app[CLOCK], sinks=[log_events], limits=limits)
     app[COMMANDS] = commands
     log.info(
         "state_recovered" if recovered.snapshot_found or recovered.replayed else "state_fresh",
@@ -158,11 +161,8 @@ async def periodic_snapshots(app: web.Application) -> AsyncIterator[None]:
     )
     app[SNAPSHOTTER] = snapshotter
     task = _snapshot_forever(snapshotter, commands, settings.snapshot_interval)
-    try:
-        async with _background(task, "snapshots"):
-            yield
-    finally:
-        snapshotter.abort()
+    async with _background(task, "snapshots"):
+        yield
 
 
 CONTEXTS: list[Callable[[web.Application], AsyncIterator[None]]] = [
