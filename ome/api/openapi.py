@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ome.wire import ADDRESS_SCHEMA, ORDER_ID_SCHEMA, MarketRequest, OrderRequest
+from ome.wire import ADDRESS_SCHEMA, ORDER_ID_SCHEMA, CancelRequest, MarketRequest, OrderRequest
 
 JSON = dict[str, Any]
 _REF = "#/components/schemas/{model}"
@@ -62,6 +62,8 @@ class Operation:
     errors: dict[int, str] = field(default_factory=dict)
     body: type[BaseModel] | None = None
     body_example: JSON | None = None
+    # False: the body may be left out (a cancel without a signature).
+    body_required: bool = True
     description: str = ""
     ok_media: str = "application/json"
     # OpenAPI links from the success answer to later operations (stateful testing follows them).
@@ -92,6 +94,35 @@ PATH_PARAMETERS: dict[str, tuple[JSON, str, str]] = {
 }
 
 _MARKET_LINK = {"market": "$request.path.market"}
+
+
+def _cancel(operation_id: str, method: str) -> Operation:
+    unsigned = (
+        " A DELETE without a body is accepted only when the OME runs with --allow_unsigned_cancel."
+        if method == "DELETE"
+        else ""
+    )
+    return Operation(
+        operation_id,
+        "Cancel a resting order",
+        200,
+        "What was left of the order has left the book",
+        status_object(200, "Order cancelled"),
+        {
+            400: "The market or order id in the path is malformed; the body is not JSON, its "
+            "marketId or orderId is not the path's, or its signature is malformed",
+            401: "No signature, and unsigned cancels are not allowed",
+            403: "The signature is not the order's user's",
+            404: "Market does not exist; Order does not exist in this market (whatever the "
+            "signature)",
+            503: _JOURNAL,
+        },
+        body=CancelRequest,
+        body_required=False,
+        description="`signature` signs the order id (EIP-191) with the key of the order's "
+        "user." + unsigned,
+    )
+
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/"): Operation(
@@ -242,18 +273,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             404: "Market does not exist; Order does not exist in this market",
         },
     ),
-    ("DELETE", "/book/{market}/order/{order_id}"): Operation(
-        "cancel_order",
-        "Cancel a resting order",
-        200,
-        "What was left of the order has left the book",
-        status_object(200, "Order cancelled"),
-        {
-            400: "The market or order id in the path is malformed",
-            404: "Market does not exist; Order does not exist in this market",
-            503: _JOURNAL,
-        },
-    ),
+    ("PATCH", "/book/{market}/order/{order_id}"): _cancel("cancel_order_patch", "PATCH"),
+    ("DELETE", "/book/{market}/order/{order_id}"): _cancel("cancel_order", "DELETE"),
     ("GET", "/book/{market}/{user}"): Operation(
         "user_orders",
         "List one trader's resting orders in a market",
@@ -431,7 +452,7 @@ def _operation(op: Operation) -> JSON:
         content = _json_content(_ref(op.body.__name__))
         if op.body_example is not None:
             content["application/json"]["example"] = op.body_example
-        spec["requestBody"] = {"required": True, "content": content}
+        spec["requestBody"] = {"required": op.body_required, "content": content}
     return spec
 
 
@@ -485,7 +506,7 @@ def document() -> JSON:
     for path, item in paths.items():
         item["options"] = _preflight(path)
     schemas = dict(RESPONSE_SCHEMAS)
-    for model in (MarketRequest, OrderRequest):
+    for model in (MarketRequest, OrderRequest, CancelRequest):
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
