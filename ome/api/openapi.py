@@ -26,13 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ome.wire import (
-    ADDRESS_SCHEMA,
-    ORDER_ID_SCHEMA,
-    CancelRequest,
-    MarketRequest,
-    OrderRequest,
-)
+from ome.wire import ADDRESS_SCHEMA, ORDER_ID_SCHEMA, CancelRequest, MarketRequest, OrderRequest
 
 JSON = dict[str, Any]
 _REF = "#/components/schemas/{model}"
@@ -68,6 +62,8 @@ class Operation:
     errors: dict[int, str] = field(default_factory=dict)
     body: type[BaseModel] | None = None
     body_example: JSON | None = None
+    # False: the body may be left out (a cancel without a signature).
+    body_required: bool = True
     description: str = ""
     ok_media: str = "application/json"
     # OpenAPI links from the success answer to later operations (stateful testing follows them).
@@ -123,6 +119,35 @@ PATH_PARAMETERS: dict[str, tuple[JSON, str, str]] = {
 }
 
 _MARKET_LINK = {"market": "$request.path.market"}
+
+
+def _cancel(operation_id: str, method: str) -> Operation:
+    unsigned = (
+        " A DELETE without a body is accepted only when the OME runs with --allow_unsigned_cancel."
+        if method == "DELETE"
+        else ""
+    )
+    return Operation(
+        operation_id,
+        "Cancel a resting order",
+        200,
+        "What was left of the order has left the book",
+        status_object(200, "Order cancelled"),
+        {
+            400: "The market or order id in the path is malformed; the body is not JSON, its "
+            "marketId or orderId is not the path's, or its signature is malformed",
+            401: "No signature, and unsigned cancels are not allowed",
+            403: "The signature is not the order's user's",
+            404: "Market does not exist; Order does not exist in this market (whatever the "
+            "signature)",
+            503: _JOURNAL,
+        },
+        body=CancelRequest,
+        body_required=False,
+        description="`signature` signs the order id (EIP-191) with the key of the order's "
+        "user." + unsigned,
+    )
+
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/"): Operation(
@@ -273,31 +298,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             404: "Market does not exist; Order does not exist in this market",
         },
     ),
-    ("DELETE", "/book/{market}/order/{order_id}"): Operation(
-        "cancel_order",
-        "Cancel a resting order (signed by its owner)",
-        200,
-        "What was left of the order has left the book",
-        status_object(200, "Order cancelled"),
-        _CANCEL_ERRORS,
-        body=CancelRequest,
-        body_example=_CANCEL,
-        body_required=False,
-        description=_CANCEL_DESCRIPTION + " Started with --allow_unsigned_cancel, a DELETE "
-        "without a body cancels any order.",
-    ),
-    ("PATCH", "/book/{market}/order/{order_id}"): Operation(
-        "cancel_order_patch",
-        "Cancel a resting order (signed by its owner), as the frontend sends it",
-        200,
-        "What was left of the order has left the book",
-        status_object(200, "Order cancelled"),
-        _CANCEL_ERRORS,
-        body=CancelRequest,
-        body_example=_CANCEL,
-        body_required=False,
-        description=_CANCEL_DESCRIPTION,
-    ),
+    ("PATCH", "/book/{market}/order/{order_id}"): _cancel("cancel_order_patch", "PATCH"),
+    ("DELETE", "/book/{market}/order/{order_id}"): _cancel("cancel_order", "DELETE"),
     ("GET", "/book/{market}/{user}"): Operation(
         "user_orders",
         "List one trader's resting orders in a market",
