@@ -212,6 +212,8 @@ class Book:
         "_finished_at",
         "_finished_heap",
         "_keys",
+        "_last_bucket",
+        "_last_expiration",
         "_levels",
         "_orders",
         "_slack",
@@ -243,6 +245,10 @@ class Book:
         self._expiring: dict[int, list[Order]] = {}
         self._expiry_heap: list[int] = []
         self._expiry_entries = 0
+        # The bucket of the last rested order's expiration (-1: none), which the
+        # next order usually shares; forgotten whenever buckets are popped or rebuilt.
+        self._last_expiration = -1
+        self._last_bucket: list[Order] = []
         # Finished-order memory: id -> expiration, and the ids by expiration.
         self._finished: dict[str, int] = {}
         self._finished_at: dict[int, list[str]] = {}
@@ -469,6 +475,8 @@ class Book:
             self._settle()
         heap = self._expiry_heap
         removed: list[Order] = []
+        if heap and heap[0] <= now:
+            self._last_expiration = -1
         while heap and heap[0] <= now:
             bucket = self._expiring.pop(heappop(heap))
             self._expiry_entries -= len(bucket)
@@ -591,7 +599,8 @@ class Book:
                     keys.remove(key)
                 else:
                     keys.pop(0)
-            self._best[opposite] = keys[0] if keys else _NO_LEVEL
+            # len(levels), not the sorted list's truth: that is a Python-level call.
+            self._best[opposite] = keys[0] if levels else _NO_LEVEL
         taker.amount_left = remaining
         return fills, expired
 
@@ -624,12 +633,17 @@ class Book:
             listed.orders.append(order)
             listed.live += 1
         expiration = order.expiration
-        bucket = self._expiring.get(expiration)
-        if bucket is None:
-            self._expiring[expiration] = [order]
-            heappush(self._expiry_heap, expiration)
+        if expiration == self._last_expiration:
+            self._last_bucket.append(order)
         else:
-            bucket.append(order)
+            bucket = self._expiring.get(expiration)
+            if bucket is None:
+                bucket = self._expiring[expiration] = [order]
+                heappush(self._expiry_heap, expiration)
+            else:
+                bucket.append(order)
+            self._last_expiration = expiration
+            self._last_bucket = bucket
         self._expiry_entries += 1
 
     def _remove(self, order: Order) -> None:
@@ -652,7 +666,7 @@ class Book:
             keys = self._keys[side]
             keys.remove(key)
             if key == self._best[side]:
-                self._best[side] = keys[0] if keys else _NO_LEVEL
+                self._best[side] = keys[0] if levels else _NO_LEVEL
         if side:
             self._asks -= 1
         else:
@@ -685,6 +699,9 @@ class Book:
         orders = self._orders
         finished = self._finished
         finished_at = self._finished_at
+        # Orders that die together mostly share an expiration: look its bucket up once.
+        last = -1
+        bucket: list[str] = []
         for order in self._deaths:
             oid = order.id
             if orders.get(oid) is order:
@@ -692,12 +709,14 @@ class Book:
                 # _remember(), inlined: this runs once for every order that ever fills.
                 expiration = order.expiration
                 finished[oid] = expiration
-                bucket = finished_at.get(expiration)
-                if bucket is None:
-                    finished_at[expiration] = [oid]
-                    heappush(self._finished_heap, expiration)
-                else:
-                    bucket.append(oid)
+                if expiration != last:
+                    found = finished_at.get(expiration)
+                    if found is None:
+                        found = finished_at[expiration] = []
+                        heappush(self._finished_heap, expiration)
+                    bucket = found
+                    last = expiration
+                bucket.append(oid)
         self._deaths = []
 
     def _tidy(self) -> None:
@@ -716,6 +735,7 @@ class Book:
                     buckets[expiration] = resting
                     entries += len(resting)
             self._expiring = buckets
+            self._last_expiration = -1
             self._expiry_heap = list(buckets)
             heapify(self._expiry_heap)
             self._expiry_entries = entries
