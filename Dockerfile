@@ -35,13 +35,14 @@ RUN pip install --no-cache-dir /dist/tracer_ome-*.whl \
     && mkdir /data \
     && chown ome:ome /data
 
-# TLS ends at the load balancer or ingress; the dump goes to the volume, not
-# to the container's throwaway layer. pip compiled the bytecode at install
+# TLS ends at the load balancer or ingress; the dump and the journal go to the
+# volume, not to the container's throwaway layer. pip compiled the bytecode at install
 # time, so Python never needs to write next to its modules (read-only root).
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     OME_FORCE_NO_TLS=true \
-    OME_DUMPFILE=/data/omedump.json
+    OME_DUMPFILE=/data/omedump.json \
+    OME_JOURNAL_DIR=/data/journal
 
 # A named volume copies this folder's ownership, so the non-root user can write.
 VOLUME ["/data"]

@@ -1,43 +1,46 @@
-"""The dumpfile: the whole state of the service across a restart.
+"""The dumpfile: a snapshot of the whole state, covering the journal up to its `seq`.
 
-Format (version 1), one JSON object:
+Format (version 2), one JSON object:
 
-    {"version": 1,
-     "exchange": <ome.engine.snapshot.to_dict>,   # books, queue order, amount_left, ltp
-     "outbox": [pair, …]}                          # undelivered pairs in sending order
+    {"version": 2,
+     "seq": 1234,                                  # last command it contains
+     "exchange": <ome.engine.snapshot.to_dict>,    # books, queue order, amount_left, ltp
+     "outbox": [pair, …]}                          # undelivered pairs, oldest first
+
+Version 1 (no `seq`, pairs without theirs) still loads, as seq 0.
 
 `read_dump` either returns the complete state or raises `DumpfileError` naming
-the file; it never modifies the file. `write_dump` replaces the file
-atomically, or raises `DumpfileError`: the new content goes to a temporary
-file in the same folder, is fsynced, renamed over the old one and the folder
-is fsynced, so after a crash at any point the path holds either the old dump
-or the new one, never a part.
+the file; it never modifies the file. A snapshot is written in two steps so
+that a forked child can do the slow part: `write_temporary` puts the content
+into a temporary file in the same folder and fsyncs it, `install` renames it
+over the dumpfile and fsyncs the folder. After a crash at any point the path
+holds either the old snapshot or the new one, never a part.
+
+`digest` is a hash of the state's canonical encoding: two states with the
+same digest are the same books, queues, amounts left, ltp, finished-order
+memory, outbox and sequence number.
 """
 
+import hashlib
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from ome.delivery import Pair, parse_pair
-from ome.engine import Exchange, SnapshotError
+from ome.engine import SnapshotError
 from ome.engine.snapshot import from_dict, to_dict
+from ome.journal import fsync_folder
+from ome.outbox import PendingPairs, parse_pair
+from ome.state import State
 
-VERSION = 1
+VERSION = 2
+_READABLE = (1, 2)
 
 
 class DumpfileError(Exception):
     """The dumpfile exists but cannot be used; the message names the file."""
-
-
-@dataclass(slots=True)
-class State:
-    """What a dump holds."""
-
-    exchange: Exchange
-    outbox: list[Pair] = field(default_factory=list)
 
 
 def read_dump(path: Path) -> State | None:
@@ -52,24 +55,43 @@ def read_dump(path: Path) -> State | None:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise DumpfileError(f"dumpfile {path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("version") != VERSION:
-        version = data.get("version") if isinstance(data, dict) else None
+    version = data.get("version") if isinstance(data, dict) else None
+    if version not in _READABLE:
         raise DumpfileError(
             f"dumpfile {path} has unsupported version {version!r}, expected {VERSION}"
         )
     try:
-        exchange = from_dict(data.get("exchange"))
-        pending = data.get("outbox", [])
-        if not isinstance(pending, list):
-            raise ValueError("outbox is not a list")
-        outbox = [parse_pair(pair) for pair in pending]
+        return from_data(data)
     except (SnapshotError, ValueError) as exc:
         raise DumpfileError(f"dumpfile {path} is invalid: {exc}") from exc
-    return State(exchange, outbox)
 
 
-def dump_bytes(exchange: Exchange, pending: list[Pair]) -> bytes:
-    return orjson.dumps({"version": VERSION, "exchange": to_dict(exchange), "outbox": pending})
+def from_data(data: dict[str, Any]) -> State:
+    seq = data.get("seq", 0)
+    if type(seq) is not int or seq < 0:
+        raise ValueError(f"seq {seq!r} is not a sequence number")
+    pending = data.get("outbox", [])
+    if not isinstance(pending, list):
+        raise ValueError("outbox is not a list")
+    pairs = [parse_pair(pair) for pair in pending]
+    return State(from_dict(data.get("exchange")), PendingPairs(pairs), seq)
+
+
+def to_data(state: State) -> dict[str, Any]:
+    return {
+        "version": VERSION,
+        "seq": state.seq,
+        "exchange": to_dict(state.exchange),
+        "outbox": [pair.to_dict() for pair in state.outbox.pairs()],
+    }
+
+
+def dump_bytes(state: State) -> bytes:
+    return orjson.dumps(to_data(state))
+
+
+def digest(state: State) -> str:
+    return hashlib.sha256(orjson.dumps(to_data(state), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def check_writable(path: Path) -> None:
@@ -81,39 +103,40 @@ def check_writable(path: Path) -> None:
         raise DumpfileError(f"cannot write dumpfile {path}: folder {folder} is not writable")
 
 
-def write_dump(path: Path, exchange: Exchange, pending: list[Pair]) -> None:
+def write_dump(path: Path, state: State) -> None:
     """Replace `path` with the given state, atomically and durably."""
-    content = dump_bytes(exchange, pending)
     try:
-        _write_atomically(path, content)
+        install(write_temporary(path, dump_bytes(state)), path)
     except OSError as exc:
         raise DumpfileError(f"cannot write dumpfile {path}: {exc.strerror or exc}") from exc
 
 
-def _write_atomically(path: Path, content: bytes) -> None:
-    folder = path.parent
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+def write_temporary(path: Path, content: bytes) -> Path:
+    """`content` in a new, fsynced temporary file beside `path`."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    write_file(Path(temporary), content)
+    return Path(temporary)
+
+
+def write_file(path: Path, content: bytes) -> None:
+    """Write `path` whole and fsync it; on failure no file is left."""
     try:
-        with os.fdopen(fd, "wb") as file:
+        with open(path, "wb") as file:
             file.write(content)
             file.flush()
             os.fsync(file.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def install(temporary: Path, path: Path) -> None:
+    """Rename a temporary file of `write_temporary` over `path`, durably."""
+    try:
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable; some filesystems refuse to open a folder.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    # Makes the rename itself durable.
+    fsync_folder(path.parent)

@@ -1,12 +1,14 @@
 """Settings: flags beat the environment, which beats the defaults; bad values exit 2 cleanly."""
 
+import re
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from ome.config import ConfigError, Settings, load_settings
+from ome.config import ENVIRONMENT, OPTIONS, ConfigError, Settings, load_settings
 
 
 def test_defaults() -> None:
@@ -163,10 +165,58 @@ def test_bad_values_name_their_source(argv: list[str], environ: dict[str, str], 
     assert "\n" not in message
 
 
-def test_settings_constructible_in_tests(tmp_path: Path) -> None:
-    settings = Settings(port=0, executioner_address="http://127.0.0.1:1", dumpfile=tmp_path / "d")
-    assert settings.port == 0
-    assert settings.dumpfile == tmp_path / "d"
+def test_settings_never_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for names in ENVIRONMENT.values():
+        for name in names:
+            monkeypatch.setenv(name, "9")
+    monkeypatch.setenv("OME_LISTEN_PORT", "9")
+    assert Settings() == load_settings([], {})
+    assert Settings().port == 8989
+
+
+def test_load_settings_reads_the_process_environment_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OME_LISTEN_PORT", "9123")
+    assert load_settings([]).port == 9123
+
+
+def test_text_given_to_settings_goes_through_the_parser() -> None:
+    assert Settings(port="0", executioner_address="http://127.0.0.1:1/").port == 0  # type: ignore[arg-type]
+    assert Settings(executioner_address="http://127.0.0.1:1/").executioner_address == (
+        "http://127.0.0.1:1"
+    )
+    with pytest.raises(ValueError, match="URL"):
+        Settings(executioner_address="127.0.0.1:1")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:3000"),
+        (" 10.1.2.3 ", "http://10.1.2.3:3000"),
+        ("executioner", "http://executioner:3000"),
+        ("exec-1.tracer.internal", "http://exec-1.tracer.internal:3000"),
+        ("::1", "http://[::1]:3000"),
+        ("https://exec.example:8443/", "https://exec.example:8443"),
+        ("http://10.0.0.1:4000", "http://10.0.0.1:4000"),
+    ],
+)
+def test_executioner_ip_is_the_last_fallback(value: str, expected: str) -> None:
+    assert load_settings([], {"executioner_ip": value}).executioner_address == expected
+
+
+def test_executioner_ip_loses_to_the_other_names() -> None:
+    environ = {"executioner_ip": "10.0.0.9", "executioner_address": "http://legacy:3000"}
+    assert load_settings([], environ).executioner_address == "http://legacy:3000"
+    environ["OME_EXECUTIONER_ADDRESS"] = "http://exec:3000"
+    assert load_settings([], environ).executioner_address == "http://exec:3000"
+
+
+@pytest.mark.parametrize("value", ["local host", "exec:3000", "ftp://x", "a..b", "[nope]"])
+def test_bad_executioner_ip_names_its_source(value: str) -> None:
+    with pytest.raises(ConfigError, match="executioner_ip"):
+        load_settings([], {"executioner_ip": value})
 
 
 def _run_ome(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -201,8 +251,23 @@ def test_bad_value_exits_2_with_one_line(args: list[str], env: dict[str, str]) -
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_help_exits_0() -> None:
-    result = _run_ome(["--help"], {})
+def test_help_lists_every_flag_with_its_environment_names_and_default() -> None:
+    result = _run_ome(["--help"], {"COLUMNS": "1000"})
     assert result.returncode == 0
-    assert "--executioner_address" in result.stdout
-    assert "--force-no-tls" in result.stdout
+    # One entry per option: its first line starts with a dash, its help may wrap below.
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n(?=  -)", result.stdout)]
+    for field, option in OPTIONS.items():
+        line = next((e for e in entries if re.match(rf"{option.flags[0]}[ ,]", e)), None)
+        assert line is not None, f"--help does not list {option.flags[0]}"
+        for flag in option.flags:
+            assert flag in line
+        for name in option.env_names:
+            assert re.search(rf"\b{re.escape(name)}\b", line), f"{name} missing from {line!r}"
+        if not option.switch:
+            assert f"default {Settings.model_fields[field].default}" in line
+
+
+def test_version_prints_the_package_version() -> None:
+    result = _run_ome(["--version"], {})
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ome {version('tracer-ome')}"

@@ -1,45 +1,87 @@
-"""The outbox delivers pairs to a real (fake) executioner in order, retrying what failed."""
+"""The sender delivers the outbox's pairs to a real (fake) executioner in order, retrying.
+
+Pairs are made the way the service makes them: orders placed through the
+command path (with a real journal in a temporary folder), whose fills the
+sender then delivers; its outcomes go back through the command path.
+"""
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import structlog.testing
 
-from ome.delivery import Outbox, make_pair
+from ome.commands import Commands
+from ome.delivery import Sender
 from ome.engine import Book, Fill, Order, Side
 from ome.executioner import ExecutionerClient
+from ome.journal import Journal, SegmentFile
+from ome.outbox import Pair, make_pair
+from ome.state import State
+from tests.builders import MARKET, NOW, make_order
 from tests.fakes import FakeExecutioner
 
-MARKET = "0x" + "ab" * 20
 MAKER_USER = "0x" + "11" * 20
 TAKER_USER = "0x" + "22" * 20
-SIGNATURE = "0x" + "cd" * 65
-NOW = 1_700_000_000
-LATER = NOW + 3600
 
 
-def order(user: str, side: Side, price: int, amount: int, created: int = NOW) -> Order:
-    return Order.create(
-        user=user,
-        target_tracer=MARKET,
-        side=side,
-        price=price,
-        amount=amount,
-        expiration=LATER,
-        created=created,
-        signed_data=SIGNATURE,
-    )
+class Desk:
+    """A command path over a fresh state and journal, with a sender that can be started."""
 
+    def __init__(self, folder: Path, client: ExecutionerClient, **backoff: float) -> None:
+        file = SegmentFile(folder, sync=False)
+        file.open(1)
+        self.commands = Commands(State(), Journal(file, durable_seq=0), lambda: NOW)
+        self.sender = Sender(self.commands, client, **backoff)
+        self.commands.sinks.append(self.sender.notice)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._created = 0
 
-def trade(*makers: tuple[int, int], taker_amount: int) -> tuple[list[Order], Order, list[Fill]]:
-    """Rest asks (price, amount), then send a bid sweeping them; the fills of that bid."""
-    book = Book(MARKET)
-    asks = [order(MAKER_USER, Side.Ask, p, a, created=NOW + i) for i, (p, a) in enumerate(makers)]
-    for ask in asks:
-        book.submit(ask, NOW)
-    bid = order(TAKER_USER, Side.Bid, max(p for p, _ in makers), taker_amount)
-    return asks, bid, book.submit(bid, NOW)[1]
+    async def __aenter__(self) -> "Desk":
+        self._tasks.append(asyncio.create_task(self.commands.journal.run()))
+        await self.commands.create_market(MARKET)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_sending()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def start_sending(self) -> None:
+        self._sending = asyncio.create_task(self.sender.run())
+
+    async def stop_sending(self) -> None:
+        task = getattr(self, "_sending", None)
+        if task is not None:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            self._sending = None
+
+    async def trade(
+        self, *makers: tuple[int, int], taker_amount: int
+    ) -> tuple[list[Order], Order, list[Fill]]:
+        """Rest asks (price, amount), then send a bid sweeping them; the fills of that bid."""
+        asks = []
+        for price, amount in makers:
+            self._created += 1
+            created = NOW + self._created
+            ask = make_order(Side.Ask, price, amount, trader=MAKER_USER, created=created)
+            await self.commands.place(ask)
+            asks.append(ask)
+        self._created += 1
+        price = max(p for p, _ in makers)
+        bid = make_order(
+            Side.Bid, price, taker_amount, trader=TAKER_USER, created=NOW + self._created
+        )
+        _, fills = await self.commands.place(bid)
+        return asks, bid, fills
+
+    def pending(self) -> list[Pair]:
+        return self.commands.state.outbox.pairs()
 
 
 @pytest.fixture
@@ -50,21 +92,22 @@ async def client(fake_executioner: FakeExecutioner) -> AsyncIterator[Executioner
 
 
 @pytest.fixture
-async def sending(client: ExecutionerClient) -> AsyncIterator[Outbox]:
-    """An outbox with short backoff whose sender is running."""
-    outbox = Outbox(base_delay=0.05, max_delay=0.2)
-    task = asyncio.create_task(outbox.run(client))
-    yield outbox
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+async def desk(tmp_path: Path, client: ExecutionerClient) -> AsyncIterator[Desk]:
+    async with Desk(tmp_path, client, base_delay=0.05, max_delay=0.2) as desk:
+        yield desk
+
+
+@pytest.fixture
+async def sending(desk: Desk) -> Desk:
+    """A desk with short backoff whose sender is running."""
+    desk.start_sending()
+    return desk
 
 
 async def test_pairs_arrive_in_fill_order_with_maker_as_resting_order(
-    fake_executioner: FakeExecutioner, sending: Outbox
+    fake_executioner: FakeExecutioner, sending: Desk
 ) -> None:
-    asks, bid, fills = trade((100, 3), (101, 5), taker_amount=6)
-    sending.add(fills)
+    asks, bid, _ = await sending.trade((100, 3), (101, 5), taker_amount=6)
     delivered = await fake_executioner.wait_delivered(2)
 
     assert [(p["maker"]["id"], p["taker"]["id"]) for p in delivered] == [
@@ -79,27 +122,25 @@ async def test_pairs_arrive_in_fill_order_with_maker_as_resting_order(
     assert set(delivered[0]) == {"maker", "taker"}
     keys = [r.headers["Idempotency-Key"] for r in fake_executioner.submits]
     assert len(set(keys)) == 2
-    assert sending.delivered == 2 and sending.pending() == []
+    await _until(lambda: not sending.pending())
+    assert sending.sender.delivered == 2
 
 
 async def test_later_pairs_wait_behind_earlier_ones(
-    fake_executioner: FakeExecutioner, sending: Outbox
+    fake_executioner: FakeExecutioner, sending: Desk
 ) -> None:
-    _, _, first = trade((100, 1), taker_amount=1)
-    _, _, second = trade((90, 2), taker_amount=2)
-    sending.add(first)
-    sending.add(second)
+    await sending.trade((100, 1), taker_amount=1)
+    await sending.trade((90, 2), taker_amount=2)
     delivered = await fake_executioner.wait_delivered(2)
     assert delivered[0]["maker"]["price"] == "100"
     assert delivered[1]["maker"]["price"] == "90"
 
 
 async def test_503_is_retried_with_the_same_key(
-    fake_executioner: FakeExecutioner, sending: Outbox
+    fake_executioner: FakeExecutioner, sending: Desk
 ) -> None:
     fake_executioner.fail(3)
-    _, _, fills = trade((100, 1), (100, 1), taker_amount=2)
-    sending.add(fills)
+    await sending.trade((100, 1), (100, 1), taker_amount=2)
     await fake_executioner.wait_delivered(2)
 
     attempts = fake_executioner.submits
@@ -107,138 +148,141 @@ async def test_503_is_retried_with_the_same_key(
     keys = [r.headers["Idempotency-Key"] for r in attempts]
     assert len(set(keys[:4])) == 1
     assert keys[4] != keys[0]
-    assert sending.delivered == 2 and sending.rejected == 0
-
-
-async def test_first_retry_within_a_second_by_default(
-    fake_executioner: FakeExecutioner, client: ExecutionerClient
-) -> None:
-    outbox = Outbox()
-    task = asyncio.create_task(outbox.run(client))
-    try:
-        fake_executioner.fail(1)
-        outbox.add(trade((100, 1), taker_amount=1)[2])
-        await fake_executioner.wait_delivered(1, timeout=1.5)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    await _until(lambda: sending.sender.delivered == 2)
+    assert sending.sender.rejected == 0
 
 
 async def test_4xx_is_final_and_the_next_pair_goes_on(
-    fake_executioner: FakeExecutioner, sending: Outbox
+    fake_executioner: FakeExecutioner, sending: Desk
 ) -> None:
     fake_executioner.reject("invalid pair", status=422, path="submit")
-    _, _, rejected = trade((100, 1), (100, 1), taker_amount=2)
-    sending.add(rejected)
+    await sending.trade((100, 1), (100, 1), taker_amount=2)
     await fake_executioner.wait_for("submit", 2, status=422)
     fake_executioner.reset()
-    _, _, accepted = trade((100, 1), taker_amount=1)
-    sending.add(accepted)
+    await sending.trade((100, 1), taker_amount=1)
     await fake_executioner.wait_delivered(1)
 
     assert [r.status for r in fake_executioner.submits] == [422, 422, 200]
-    assert sending.rejected == 2
-    assert sending.delivered == 1
+    await _until(lambda: sending.sender.delivered == 1)
+    assert sending.sender.rejected == 2
     assert sending.pending() == []
 
 
 async def test_hanging_executioner_times_out_and_is_retried(
-    fake_executioner: FakeExecutioner, sending: Outbox
+    fake_executioner: FakeExecutioner, sending: Desk
 ) -> None:
     fake_executioner.hang(path="submit")
-    sending.add(trade((100, 1), taker_amount=1)[2])
+    await sending.trade((100, 1), taker_amount=1)
     await fake_executioner.wait_for("submit", 2, timeout=5)
     assert len(sending.pending()) == 1
     fake_executioner.release()
-    for _ in range(100):
-        if sending.delivered:
-            break
-        await asyncio.sleep(0.05)
-
-    assert sending.delivered == 1
+    await _until(lambda: sending.sender.delivered == 1)
     assert sending.pending() == []
     assert len({r.headers["Idempotency-Key"] for r in fake_executioner.submits}) == 1
 
 
 async def test_cancelled_in_flight_pair_stays_pending(
-    fake_executioner: FakeExecutioner, client: ExecutionerClient
+    fake_executioner: FakeExecutioner, desk: Desk
 ) -> None:
     fake_executioner.hang(path="submit")
-    outbox = Outbox()
-    fills = trade((100, 1), taker_amount=1)[2]
-    outbox.add(fills)
-    task = asyncio.create_task(outbox.run(client))
+    _, _, fills = await desk.trade((100, 1), taker_amount=1)
+    desk.start_sending()
     await fake_executioner.wait_for("submit", 1)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert outbox.pending() == [make_pair(fills[0])]
-    assert outbox.delivered == 0
+    await desk.stop_sending()
+    assert desk.pending() == [make_pair(fills[0], desk.commands.state.seq, 0)]
+    assert desk.sender.delivered == 0
 
 
-async def test_restored_pairs_keep_their_key_and_go_first(
-    fake_executioner: FakeExecutioner, client: ExecutionerClient
+async def test_pairs_made_before_the_sender_started_go_first(
+    fake_executioner: FakeExecutioner, desk: Desk
 ) -> None:
-    restored = {**make_pair(trade((100, 1), taker_amount=1)[2][0]), "key": "restored-key"}
-    outbox = Outbox([restored])
-    outbox.add(trade((50, 1), taker_amount=1)[2])
-    task = asyncio.create_task(outbox.run(client))
-    try:
-        delivered = await fake_executioner.wait_delivered(2)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    assert delivered[0]["maker"]["price"] == "100"
-    assert fake_executioner.submits[0].headers["Idempotency-Key"] == "restored-key"
+    await desk.trade((100, 1), taker_amount=1)
+    desk.start_sending()
+    await desk.trade((50, 1), taker_amount=1)
+    delivered = await fake_executioner.wait_delivered(2)
+    assert [p["maker"]["price"] for p in delivered] == ["100", "50"]
 
 
-def test_keys_are_stable_and_distinct() -> None:
-    _, _, fills = trade((100, 1), (100, 1), (100, 1), taker_amount=3)
-    keys = [make_pair(fill)["key"] for fill in fills]
+class HeldDisk(SegmentFile):
+    """A disk whose writes wait while `held` is clear."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, sync=False)
+        self.held = threading.Event()
+        self.held.set()
+
+    def write(self, data: bytes) -> None:
+        self.held.wait()
+        super().write(data)
+
+
+async def test_a_pair_waits_for_its_journal_record(
+    fake_executioner: FakeExecutioner, tmp_path: Path, client: ExecutionerClient
+) -> None:
+    """Nothing reaches the executioner before the fill it reports is durable."""
+    desk = Desk(tmp_path, client)
+    disk = HeldDisk(tmp_path)
+    disk.open(1)
+    desk.commands.journal = Journal(disk, durable_seq=0)
+    async with desk:
+        ask = make_order(Side.Ask, 100, 1, trader=MAKER_USER)
+        await desk.commands.place(ask)
+        desk.start_sending()
+        disk.held.clear()
+        bid = make_order(Side.Bid, 100, 1, trader=TAKER_USER)
+        placing = asyncio.create_task(desk.commands.place(bid))
+        await _until(lambda: len(desk.pending()) == 1)
+        await asyncio.sleep(0.3)
+        assert fake_executioner.submits == []
+        assert not placing.done()
+        disk.held.set()
+        await placing
+        delivered = await fake_executioner.wait_delivered(1)
+        assert delivered[0]["maker"]["id"] == ask.id
+
+
+def test_keys_name_market_command_and_fill_index() -> None:
+    fills = _fills()
+    keys = [make_pair(fill, 7, index).key for index, fill in enumerate(fills)]
     assert len(set(keys)) == 3
-    assert keys == [make_pair(fill)["key"] for fill in fills]
+    assert keys == [make_pair(fill, 7, index).key for index, fill in enumerate(fills)]
+    assert make_pair(fills[0], 8, 0).key not in keys
 
 
-def test_add_never_waits_and_pending_is_in_order() -> None:
-    outbox = Outbox()
-    _, _, fills = trade((100, 1), (101, 1), taker_amount=2)
-    outbox.add(fills)
-    outbox.add([])
-    assert [p["maker"]["price"] for p in outbox.pending()] == ["100", "101"]
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [None, {"maker": {}, "taker": {}}, {"key": "k", "maker": {"id": "x"}, "taker": None}],
-)
-def test_malformed_restored_pairs_are_refused(bad: object) -> None:
-    with pytest.raises(ValueError):
-        Outbox([bad])  # type: ignore[list-item]
+def _fills() -> list[Fill]:
+    book = Book(MARKET)
+    for i in range(3):
+        book.submit(make_order(Side.Ask, 100, 1, trader=MAKER_USER, created=NOW + i), NOW)
+    return book.submit(make_order(Side.Bid, 100, 3, trader=TAKER_USER), NOW)[1]
 
 
 async def test_each_delivery_outcome_is_logged_with_market_and_orders(
-    fake_executioner: FakeExecutioner, sending: Outbox
+    fake_executioner: FakeExecutioner, sending: Desk
 ) -> None:
-    asks, bid, fills = trade((100, 1), (100, 1), taker_amount=2)
     with structlog.testing.capture_logs() as events:
         fake_executioner.fail(1)
-        sending.add(fills[:1])
+        asks, bid, _ = await sending.trade((100, 1), taker_amount=1)
         await fake_executioner.wait_delivered(1)
         fake_executioner.reject("no", status=409, path="submit")
-        sending.add(fills[1:])
-        for _ in range(200):
-            if sending.rejected:
-                break
-            await asyncio.sleep(0.01)
+        asks2, bid2, _ = await sending.trade((100, 1), taker_amount=1)
+        await _until(lambda: sending.sender.rejected == 1)
     outcomes = [
         (e["event"], e["market"], e["maker"], e["taker"], e["maker_user"], e["taker_user"])
         for e in events
+        if e["event"].startswith(("delivery_", "pair_"))
     ]
     assert outcomes == [
         ("delivery_retry", MARKET, asks[0].id, bid.id, MAKER_USER, TAKER_USER),
         ("pair_delivered", MARKET, asks[0].id, bid.id, MAKER_USER, TAKER_USER),
-        ("delivery_rejected", MARKET, asks[1].id, bid.id, MAKER_USER, TAKER_USER),
+        ("delivery_rejected", MARKET, asks2[0].id, bid2.id, MAKER_USER, TAKER_USER),
     ]
-    assert events[2]["status"] == 409 and events[2]["reason"] == "no"
+    rejected = next(e for e in events if e["event"] == "delivery_rejected")
+    assert rejected["status"] == 409 and rejected["reason"] == "no"
+
+
+async def _until(condition: object, timeout: float = 10.0) -> None:
+    assert callable(condition)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -9,7 +9,6 @@ app in process, with a clock they move, for what needs time to pass.
 
 import asyncio
 import json
-import os
 import random
 import signal
 import ssl
@@ -27,98 +26,13 @@ from pytest_aiohttp import AiohttpClient
 
 from ome.api.app import create_app
 from ome.config import Settings
-from ome.engine import Exchange, Order, Side
+from ome.engine import Exchange, Side
 from ome.persistence import read_dump, write_dump
+from ome.state import State
+from tests.builders import MARKET, Clock, live_body, make_order, order_body
 from tests.fakes import FakeExecutioner
-
-REPO = Path(__file__).resolve().parents[1]
-MARKET = "0x" + "5a" * 20
-SIGNATURE = "0x" + "cd" * 65
-START_TIMEOUT = 20.0
-
-
-class Ome:
-    """One `python -m ome` process; stdout (JSON log lines) and stderr go to files."""
-
-    def __init__(self, folder: Path, *args: str, name: str = "ome") -> None:
-        self.folder = folder
-        self.stdout_path = folder / f"{name}.out"
-        self.stderr_path = folder / f"{name}.err"
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        for variable in list(env):
-            if variable.startswith("OME_") or variable in ("port", "address", "RUST_LOG"):
-                del env[variable]
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ome", "-l", "127.0.0.1", "-p", "0", *args],
-                cwd=folder,
-                env=env,
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-            )
-        self.url = ""
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        lines = self.stdout_path.read_text().splitlines()
-        events = [json.loads(line) for line in lines if line.startswith("{")]
-        return [e for e in events if name is None or e["event"] == name]
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    async def started(self, *, scheme: str = "http") -> "Ome":
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            started = self.events("ome_started")
-            if started:
-                self.url = f"{scheme}://127.0.0.1:{started[0]['port']}"
-                return self
-            if self.process.poll() is not None:
-                pytest.fail(f"ome exited with {self.process.returncode}: {self.stderr}")
-            await asyncio.sleep(0.05)
-        pytest.fail("ome did not start in time")
-
-    async def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.process.send_signal(signum)
-        return await self.exited()
-
-    async def exited(self, timeout: float = START_TIMEOUT) -> int:
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                self.process.kill()
-                pytest.fail("ome did not exit in time")
-            await asyncio.sleep(0.05)
-        return self.process.returncode
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def processes() -> Any:
-    started: list[Ome] = []
-    yield started
-    for ome in started:
-        ome.kill()
-
-
-def order_body(user: int, side: str, price: int, amount: int, created: int, **extra: Any) -> Any:
-    return {
-        "user": f"0x{user:040x}",
-        "target_tracer": MARKET,
-        "side": side,
-        "price": str(price),
-        "amount": str(amount),
-        "expiration": str(int(time.time()) + 3600),
-        "created": str(created),
-        "signed_data": SIGNATURE,
-        **extra,
-    }
+from tests.processes import REPO, Ome
+from tests.signers import sign_order
 
 
 async def create_market(session: aiohttp.ClientSession, url: str) -> None:
@@ -140,9 +54,9 @@ async def trader(url: str, user: int, acked: list[tuple[Any, Any]], failures: li
         while True:
             created += 1
             if rng.random() < 0.5:
-                body = order_body(user, "Bid", rng.randint(97, 101), rng.randint(1, 5), created)
+                body = live_body(user, "Bid", rng.randint(97, 101), rng.randint(1, 5), created)
             else:
-                body = order_body(user, "Ask", rng.randint(100, 104), rng.randint(1, 5), created)
+                body = live_body(user, "Ask", rng.randint(100, 104), rng.randint(1, 5), created)
             try:
                 async with session.post(f"{url}/book/{MARKET}/order", json=body) as response:
                     data = await response.json()
@@ -190,10 +104,10 @@ async def test_sigterm_under_load_keeps_every_acknowledged_order_and_pair(
     resting = {o.id: o.amount_left for o in state.exchange.get(MARKET).orders()}
     assert resting == {order: amount for order, amount in left.items() if amount > 0}
     assert fills, "the load should cross some orders"
-    pending = [(p["maker"]["id"], p["taker"]["id"]) for p in state.outbox]
+    pending = [(p.maker["id"], p.taker["id"]) for p in state.outbox.pairs()]
     assert Counter(pending) == Counter(fills)
     tried_keys = {r.headers["Idempotency-Key"] for r in fake_executioner.submits}
-    assert tried_keys == {state.outbox[0]["key"]}
+    assert tried_keys == {state.outbox.pairs()[0].key}
 
     # After a restart the same book is served and the pairs are delivered, in order.
     fake_executioner.reset()
@@ -210,13 +124,13 @@ async def test_sigterm_under_load_keeps_every_acknowledged_order_and_pair(
     served |= {o["id"]: int(o["amount_left"]) for lvl in book["asks"].values() for o in lvl}
     assert served == resting
     delivered = await fake_executioner.wait_delivered(len(state.outbox), timeout=20)
-    assert delivered == [{"maker": p["maker"], "taker": p["taker"]} for p in state.outbox]
+    assert delivered == [{"maker": p.maker, "taker": p.taker} for p in state.outbox.pairs()]
     keys = [r.headers["Idempotency-Key"] for r in fake_executioner.submits if r.status == 200]
-    assert keys == [p["key"] for p in state.outbox]
+    assert keys == [p.key for p in state.outbox.pairs()]
 
     assert await second.stop(signal.SIGTERM) == 0
     final = read_dump(dumpfile)
-    assert final is not None and final.outbox == []
+    assert final is not None and len(final.outbox) == 0
 
 
 async def test_sigint_dumps_and_restart_serves_the_identical_book(
@@ -233,7 +147,7 @@ async def test_sigint_dumps_and_restart_serves_the_identical_book(
             (1, "Ask", 105, 3), (1, "Ask", 103, 2), (2, "Ask", 103, 4),
             (3, "Bid", 99, 5), (4, "Bid", 100, 1), (5, "Bid", 104, 4),
         ]:  # fmt: skip
-            body = order_body(user, side, price, amount, 1)
+            body = live_body(user, side, price, amount, 1)
             async with session.post(f"{first.url}/book/{MARKET}/order", json=body) as response:
                 assert response.status == 200
         before = await get_book(session, first.url)
@@ -269,7 +183,7 @@ async def test_request_in_flight_at_sigterm_is_answered_and_dumped(
         await create_market(session, ome.url)
         fake_executioner.delay(1.0, path="check")
         url = f"{ome.url}/book/{MARKET}/order"
-        posting = asyncio.create_task(session.post(url, json=order_body(1, "Bid", 99, 3, 1)))
+        posting = asyncio.create_task(session.post(url, json=live_body(1, "Bid", 99, 3, 1)))
         await fake_executioner.wait_for("check", 1)
         ome.process.send_signal(signal.SIGTERM)
         response = await posting
@@ -358,6 +272,34 @@ async def test_certificate_and_key_present_serve_tls(tmp_path: Path, processes: 
     assert await ome.stop() == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "warnings"),
+    [
+        ((), {"signatures_not_verified"}),
+        (("--allow_unsigned_cancel",), {"signatures_not_verified", "unsigned_cancels_allowed"}),
+        (("--chain_id", "5", "--trader_contract", "0x" + "ab" * 20), set()),
+        (("--dev",), set()),
+    ],
+    ids=["plain", "unsigned cancels", "domain", "dev"],
+)
+async def test_start_warns_about_what_is_not_verified(
+    tmp_path: Path, processes: list[Ome], args: tuple[str, ...], warnings: set[str]
+) -> None:
+    ome = Ome(tmp_path, "--force-no-tls", *args)
+    processes.append(ome)
+    await ome.started()
+    access = {"signatures_not_verified", "unsigned_cancels_allowed"}
+    assert {e["event"] for e in ome.events() if e["level"] == "warning"} & access == warnings
+    (started,) = ome.events("ome_started")
+    if "--dev" in args:
+        assert (started["chain_id"], started["trader_contract"]) == (1337, "0x" + "33" * 20)
+    elif "--chain_id" in args:
+        assert (started["chain_id"], started["trader_contract"]) == (5, "0x" + "ab" * 20)
+    else:
+        assert started["chain_id"] is None
+    assert await ome.stop() == 0
+
+
 async def test_force_no_tls_wins_over_present_certificate(
     tmp_path: Path, processes: list[Ome]
 ) -> None:
@@ -381,9 +323,19 @@ async def test_dev_mode_matches_and_settles_with_the_embedded_executioner(
     async with aiohttp.ClientSession() as session:
         await create_market(session, ome.url)
         url = f"{ome.url}/book/{MARKET}/order"
-        async with session.post(url, json=order_body(1, "Ask", 100, 5, 1)) as response:
+        # --dev verifies signatures on the README's domain: a forged order is refused.
+        forged = {**sign_order(live_body(1, "Ask", 100, 5, 1), 1), "price": "99"}
+        async with session.post(url, json=forged) as response:
+            assert (response.status, await response.json()) == (
+                400,
+                {"status": 400, "message": "invalid_signature"},
+            )
+        ask_body = sign_order(live_body(1, "Ask", 100, 5, 1), 1)
+        async with session.post(url, json=ask_body) as response:
             ask = await response.json()
-        async with session.post(url, json=order_body(2, "Bid", 101, 2, 1)) as response:
+        async with session.post(
+            url, json=sign_order(live_body(2, "Bid", 101, 2, 1), 2)
+        ) as response:
             bid = await response.json()
     assert bid["message"] == "FullMatch"
     deadline = time.monotonic() + 5
@@ -423,35 +375,19 @@ def test_devexecutioner_runs_alone() -> None:
 # ---------------------------------------------------------------- in process
 
 
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
-def resting_order(user: int, side: Side, price: int, expiration: int) -> Order:
-    return Order.create(
-        user=f"0x{user:040x}",
-        target_tracer=MARKET,
-        side=side,
-        price=price,
-        amount=5,
-        expiration=expiration,
-        created=1,
-        signed_data=SIGNATURE,
-    )
-
-
 async def test_expiry_sweep_removes_orders_when_nothing_trades(
     tmp_path: Path, fake_executioner: FakeExecutioner, aiohttp_client: AiohttpClient
 ) -> None:
     clock = Clock(1_700_000_000)
-    settings = Settings(port=0, executioner_address=fake_executioner.url, dumpfile=tmp_path / "d")
+    settings = Settings(
+        port=0,
+        executioner_address=fake_executioner.url,
+        dumpfile=tmp_path / "d",
+        journal_dir=tmp_path / "j",
+    )
     client = await aiohttp_client(create_app(settings, clock=clock))
     assert (await client.post("/book", json={"market": MARKET})).status == 201
-    body = order_body(1, "Bid", 100, 5, 1, expiration=str(clock.now + 10))
+    body = order_body(1, "Bid", 100, 5, created="1", expiration=str(clock.now + 10))
     response = await client.post(f"/book/{MARKET}/order", json=body)
     order = (await response.json())["id"]
     assert (await client.get(f"/book/{MARKET}/order/{order}")).status == 200
@@ -471,14 +407,19 @@ async def test_restore_drops_expired_orders_and_shutdown_dumps(
     now = 1_700_000_000
     exchange = Exchange()
     book = exchange.create(MARKET)
-    kept = resting_order(1, Side.Bid, 90, now + 100)
-    gone = resting_order(2, Side.Ask, 110, now + 5)
+    kept = make_order(Side.Bid, 90, 5, trader=1, expiration=now + 100, created=1)
+    gone = make_order(Side.Ask, 110, 5, trader=2, expiration=now + 5, created=1)
     for order in (kept, gone):
         book.submit(order, now)
     dumpfile = tmp_path / "dump.json"
-    write_dump(dumpfile, exchange, [])
+    write_dump(dumpfile, State(exchange))
 
-    settings = Settings(port=0, executioner_address=fake_executioner.url, dumpfile=dumpfile)
+    settings = Settings(
+        port=0,
+        executioner_address=fake_executioner.url,
+        dumpfile=dumpfile,
+        journal_dir=tmp_path / "j",
+    )
     client = await aiohttp_client(create_app(settings, clock=Clock(now + 5)))
     served = await (await client.get(f"/book/{MARKET}")).json()
     assert [o["id"] for level in served["bids"].values() for o in level] == [kept.id]
@@ -488,3 +429,80 @@ async def test_restore_drops_expired_orders_and_shutdown_dumps(
     state = read_dump(dumpfile)
     assert state is not None
     assert [o.id for o in state.exchange.get(MARKET).orders()] == [kept.id]
+
+
+# ---------------------------------------------------------------- operator hygiene
+
+
+def existing_dump(path: Path) -> bytes:
+    """A dumpfile as another version might have written it: what a rewrite would change."""
+    exchange = Exchange()
+    exchange.create(MARKET)
+    write_dump(path, State(exchange))
+    content = path.read_bytes() + b"\n\n"
+    path.write_bytes(content)
+    return content
+
+
+async def test_a_start_on_a_busy_port_leaves_the_dumpfile_untouched(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    first = Ome(tmp_path, "--dumpfile", "a.json", name="first")
+    processes.append(first)
+    await first.started()
+    port = first.url.rsplit(":", 1)[1]
+    dumpfile = tmp_path / "b.json"
+    content = existing_dump(dumpfile)
+    inode = dumpfile.stat().st_ino
+    second = Ome(tmp_path, "--dumpfile", "b.json", "-p", port, name="second")
+    processes.append(second)
+    assert await second.exited() == 1
+    assert dumpfile.read_bytes() == content
+    assert dumpfile.stat().st_ino == inode
+    assert second.events("state_dumped") == []
+    assert await first.stop() == 0
+
+
+async def test_a_start_with_bad_tls_files_leaves_the_dumpfile_untouched(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "pkey.secret").write_text("not a key")
+    dumpfile = tmp_path / "dump.json"
+    content = existing_dump(dumpfile)
+    ome = Ome(tmp_path, "--dumpfile", "dump.json")
+    processes.append(ome)
+    assert await ome.exited() == 1
+    assert "cert.pem" in ome.stderr
+    assert "Traceback" not in ome.stderr
+    assert dumpfile.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "level", "address"),
+    [
+        ((), {}, "warning", "http://localhost:3000"),
+        ((), {"executioner_ip": "127.0.0.1"}, "info", "http://127.0.0.1:3000"),
+        (("--executioner_address", "http://127.0.0.1:9"), {}, "info", "http://127.0.0.1:9"),
+    ],
+)
+async def test_the_start_logs_the_executioner_address_and_warns_on_the_default(
+    tmp_path: Path,
+    processes: list[Ome],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    environ: dict[str, str],
+    level: str,
+    address: str,
+) -> None:
+    for name in ("executioner_ip", "executioner_address"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    ome = Ome(tmp_path, *args)
+    processes.append(ome)
+    await ome.started()
+    (event,) = ome.events("executioner_address")
+    assert (event["level"], event["executioner"]) == (level, address)
+    assert ome.events("ome_started")[0]["executioner"] == address
+    assert await ome.stop() == 0

@@ -6,46 +6,31 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ome.delivery import make_pair
-from ome.engine import Exchange, Order, Side
+from ome.engine import Exchange, Side
 from ome.engine.snapshot import to_dict
-from ome.persistence import DumpfileError, check_writable, read_dump, write_dump
-
-MARKET = "0x" + "ab" * 20
-OTHER = "0x" + "cd" * 20
-SIGNATURE = "0x" + "ef" * 65
-NOW = 1_700_000_000
+from ome.outbox import PendingPairs, make_pair
+from ome.persistence import DumpfileError, check_writable, digest, read_dump, write_dump
+from ome.state import State
+from tests.builders import MARKET, NOW, OTHER_MARKET, make_order
 
 
-def order(user: int, market: str, side: Side, price: int, amount: int, created: int) -> Order:
-    return Order.create(
-        user="0x" + f"{user:02x}" * 20,
-        target_tracer=market,
-        side=side,
-        price=price,
-        amount=amount,
-        expiration=NOW + 3600,
-        created=created,
-        signed_data=SIGNATURE,
-    )
-
-
-def busy_exchange() -> tuple[Exchange, list[dict[str, object]]]:
+def busy_state() -> State:
     exchange = Exchange()
     book = exchange.create(MARKET)
-    exchange.create(OTHER)
+    exchange.create(OTHER_MARKET)
     for i in range(6):
-        book.submit(order(1, MARKET, Side.Ask, 100 + i % 3, 10, NOW + i), NOW)
-        book.submit(order(2, MARKET, Side.Bid, 90 + i % 2, 10, NOW + i), NOW)
-    fills = book.submit(order(3, MARKET, Side.Bid, 101, 25, NOW), NOW)[1]
-    pairs = [make_pair(fill) for fill in fills]
-    return exchange, pairs
+        book.submit(make_order(Side.Ask, 100 + i % 3, 10, trader=1, created=NOW + i), NOW)
+        book.submit(make_order(Side.Bid, 90 + i % 2, 10, trader=2, created=NOW + i), NOW)
+    fills = book.submit(make_order(Side.Bid, 101, 25, trader=3, created=NOW), NOW)[1]
+    pairs = [make_pair(fill, 13, index) for index, fill in enumerate(fills)]
+    return State(exchange, PendingPairs(pairs), 13)
 
 
-def test_round_trip_keeps_books_queues_ltp_and_pairs(tmp_path: Path) -> None:
-    exchange, pairs = busy_exchange()
+def test_round_trip_keeps_books_queues_ltp_pairs_and_seq(tmp_path: Path) -> None:
+    saved = busy_state()
+    exchange = saved.exchange
     path = tmp_path / "dump.json"
-    write_dump(path, exchange, pairs)
+    write_dump(path, saved)
 
     state = read_dump(path)
     assert state is not None
@@ -54,10 +39,25 @@ def test_round_trip_keeps_books_queues_ltp_and_pairs(tmp_path: Path) -> None:
     assert [o.id for o in state.exchange.get(MARKET).orders()] == [
         o.id for o in exchange.get(MARKET).orders()
     ]
-    assert state.outbox == pairs
+    assert state.outbox.pairs() == saved.outbox.pairs()
+    assert state.seq == 13
+    assert digest(state) == digest(saved)
     document = orjson.loads(path.read_bytes())
-    assert document["version"] == 1
-    assert set(document) == {"version", "exchange", "outbox"}
+    assert document["version"] == 2
+    assert set(document) == {"version", "seq", "exchange", "outbox"}
+
+
+def test_version_1_still_restores(tmp_path: Path) -> None:
+    saved = busy_state()
+    pairs = [{"key": p.key, "maker": p.maker, "taker": p.taker} for p in saved.outbox.pairs()]
+    path = tmp_path / "old.json"
+    path.write_bytes(
+        orjson.dumps({"version": 1, "exchange": to_dict(saved.exchange), "outbox": pairs})
+    )
+    state = read_dump(path)
+    assert state is not None and state.seq == 0
+    assert to_dict(state.exchange) == to_dict(saved.exchange)
+    assert [(p.key, p.seq) for p in state.outbox.pairs()] == [(p["key"], 0) for p in pairs]
 
 
 def test_missing_file_means_nothing_to_restore(tmp_path: Path) -> None:
@@ -70,7 +70,8 @@ def test_missing_file_means_nothing_to_restore(tmp_path: Path) -> None:
         b"{not json",
         b"",
         b"[]",
-        b'{"version": 2, "exchange": {}, "outbox": []}',
+        b'{"version": 3, "exchange": {}, "outbox": []}',
+        b'{"version": 2, "seq": -1, "exchange": {"version": 1, "markets": []}, "outbox": []}',
         b'{"version": 1, "exchange": {"version": 1, "markets": [{"market": 5}]}, "outbox": []}',
         b'{"version": 1, "exchange": {"version": 1, "markets": []}, "outbox": [{"key": 1}]}',
         b'{"version": 1, "exchange": {"version": 1, "markets": []}, "outbox": {}}',
@@ -94,8 +95,7 @@ def test_unreadable_path_is_named(tmp_path: Path) -> None:
 def test_write_replaces_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     path = tmp_path / "dump.json"
     path.write_bytes(b"old")
-    exchange, pairs = busy_exchange()
-    write_dump(path, exchange, pairs)
+    write_dump(path, busy_state())
     assert read_dump(path) is not None
     assert os.listdir(tmp_path) == ["dump.json"]
 
@@ -104,8 +104,7 @@ def test_crash_before_rename_keeps_the_old_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "dump.json"
-    old_exchange, old_pairs = busy_exchange()
-    write_dump(path, old_exchange, old_pairs)
+    write_dump(path, busy_state())
     before = path.read_bytes()
 
     def crash(src: str, dst: str) -> None:
@@ -113,7 +112,7 @@ def test_crash_before_rename_keeps_the_old_file(
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(DumpfileError, match="simulated"):
-        write_dump(path, Exchange(), [])
+        write_dump(path, State())
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["dump.json"]
 
@@ -122,7 +121,7 @@ def test_crash_while_writing_keeps_the_old_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "dump.json"
-    write_dump(path, *busy_exchange())
+    write_dump(path, busy_state())
     before = path.read_bytes()
 
     def crash(fd: int) -> None:
@@ -130,7 +129,7 @@ def test_crash_while_writing_keeps_the_old_file(
 
     monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(DumpfileError, match="simulated"):
-        write_dump(path, Exchange(), [])
+        write_dump(path, State())
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["dump.json"]
 

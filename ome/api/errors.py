@@ -10,6 +10,13 @@ is a bug: a logged 500 with a generic message.
 
 from aiohttp import web
 
+from ome.access import (
+    AccessError,
+    AdminTokenRequired,
+    AdminTokenWrong,
+    InFlightLimitReached,
+    SignatureRequired,
+)
 from ome.engine import (
     BookIntegrityError,
     DuplicateOrder,
@@ -27,6 +34,8 @@ from ome.engine import (
     UnknownMarket,
 )
 from ome.executioner import ExecutionerError, ExecutionerRejected, ExecutionerUnavailable
+from ome.journal import JournalUnavailable
+from ome.signing import InvalidSignature
 from ome.wire import InvalidRequest
 
 INTERNAL_ERROR = "Internal server error"
@@ -38,10 +47,10 @@ STATUS: dict[type[BaseException], int | None] = {
     OrderNotFound: 404,
     OrderRejected: 400,
     MarketMismatch: 400,
+    NotOwner: 403,
     OrderExpired: 400,
     DuplicateOrder: 409,
     OrderFinished: 409,
-    NotOwner: 403,
     OrderLimitReached: 429,
     MarketLimitReached: 429,
     # A book whose structures disagree is a bug of ours, never the client's.
@@ -49,9 +58,16 @@ STATUS: dict[type[BaseException], int | None] = {
     # Only raised when restoring a dumpfile, never by a request: if it ever is, it is a bug.
     SnapshotError: 500,
     InvalidRequest: 400,
+    InvalidSignature: 400,
+    AccessError: 403,
+    AdminTokenRequired: 401,
+    AdminTokenWrong: 403,
+    SignatureRequired: 401,
+    InFlightLimitReached: 429,
     ExecutionerError: 503,
     ExecutionerRejected: 400,
     ExecutionerUnavailable: 503,
+    JournalUnavailable: 503,
     web.HTTPException: None,
 }
 
@@ -70,7 +86,7 @@ def status_of(exc: BaseException) -> int:
 
 def message_of(exc: BaseException, status: int) -> str:
     """The text a client may see: the error's own message, never internals of a 500."""
-    if status >= 500 and not isinstance(exc, ExecutionerError):
+    if status >= 500 and not isinstance(exc, ExecutionerError | JournalUnavailable):
         return INTERNAL_ERROR
     if isinstance(exc, web.HTTPException):
         return exc.reason

@@ -1,17 +1,42 @@
 """Typed keys of everything the app shares between startup, handlers and shutdown."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from ome.access import InFlight
+from ome.api.health import Readiness
+from ome.commands import Commands
 from ome.config import Settings
-from ome.delivery import Outbox
-from ome.engine import Exchange
+from ome.delivery import Sender
 from ome.executioner import ExecutionerClient
+from ome.metrics import Metrics
+from ome.signing import Domain
 
 SETTINGS = web.AppKey("settings", Settings)
-EXCHANGE = web.AppKey("exchange", Exchange)
+COMMANDS = web.AppKey("commands", Commands)
 EXECUTIONER = web.AppKey("executioner", ExecutionerClient)
-OUTBOX = web.AppKey("outbox", Outbox)
+SENDER = web.AppKey("sender", Sender)
 # Unix seconds; a key of its own so that tests can move time.
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+# Called when the service can no longer go on (the journal failed): the
+# process must stop without writing a snapshot and exit 1.
+ON_FATAL: web.AppKey[Callable[[BaseException], None]] = web.AppKey("on_fatal")
+
+
+@dataclass(slots=True)
+class Exit:
+    """How the app leaves. A start that failed after the state was restored writes no
+    snapshot: the dumpfile stays byte for byte as it was (the journal has everything)."""
+
+    write_snapshot: bool = True
+
+
+EXIT = web.AppKey("exit", Exit)
+# The domain order signatures are verified on; None when they are left to the executioner.
+ORDER_DOMAIN: web.AppKey[Domain | None] = web.AppKey("order_domain")
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
+READINESS = web.AppKey("readiness", Readiness)
+# None when metrics are turned off.
+METRICS: web.AppKey[Metrics | None] = web.AppKey("metrics")

@@ -1,107 +1,200 @@
-"""What lives as long as the app: the engine state, the delivery task, the expiry sweep.
+"""What lives as long as the app: the state and its journal, the sender, the sweep, snapshots.
 
 `CONTEXTS` are aiohttp cleanup contexts, appended by `create_app` after the
 executioner client's. aiohttp enters them in order at startup and leaves them
 in reverse at shutdown, after the server stopped accepting and the handlers
-in flight finished. So on shutdown: the sweep stops, then the delivery task
-is cancelled (a pair whose POST it interrupts stays pending), then the state
-is dumped with exactly the pairs not yet delivered, then the client closes.
+in flight finished (they wait for the journal, which is still writing then).
+
+- `state`: recover (snapshot + journal replay), open the journal for
+  appending, build the command path. On the way out: close the journal
+  (everything appended is written), then, if the state is ahead of the
+  dumpfile, write the final snapshot and delete the segments it covers.
+  After a journal failure, or a start that failed, no snapshot is written:
+  the durable prefix is what recovers.
+- `journal_writer`: the group-commit task.
+- `delivery`: the sender (a pair whose POST it interrupts stays pending).
+- `expiry_sweep`: expires orders even when nothing trades.
+- `periodic_snapshots`: a snapshot every `snapshot_interval` seconds.
 """
 
 import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX, SETTINGS
-from ome.delivery import Outbox
-from ome.engine import Exchange, Order
-from ome.persistence import check_writable, read_dump, write_dump
+from ome.api.keys import CLOCK, COMMANDS, EXECUTIONER, EXIT, ON_FATAL, SENDER, SETTINGS
+from ome.commands import Commands, Limits
+from ome.delivery import Sender
+from ome.eventlog import log_events
+from ome.journal import Journal, JournalError, JournalUnavailable, SegmentFile, check_folder
+from ome.persistence import check_writable, digest, write_dump
+from ome.recovery import recover
+from ome.snapshots import Snapshotter, delete_covered_segments
+from ome.state import State
 
 # Expiry is in whole seconds; sweeping twice a second removes an expired order
 # within half a second of the second it expires in.
 SWEEP_INTERVAL = 0.5
 
 log = structlog.get_logger()
+SNAPSHOTTER = web.AppKey("snapshotter", Snapshotter)
 
 
 async def state(app: web.Application) -> AsyncIterator[None]:
-    """Restore the exchange and outbox from the dumpfile; dump them on the way out."""
-    dumpfile = app[SETTINGS].dumpfile
-    restored = read_dump(dumpfile)
+    """Recover the state and open the journal; close it and snapshot on the way out."""
+    settings = app[SETTINGS]
+    dumpfile, journal_dir = settings.dumpfile, settings.journal_dir
     check_writable(dumpfile)
-    if restored is None:
-        exchange, pending = Exchange(), []
-        log.info("state_fresh", dumpfile=str(dumpfile))
+    # In a worker thread, so that the port answers probes while a large state loads.
+    recovered = await asyncio.to_thread(recover, dumpfile, journal_dir, repair=True)
+    check_folder(journal_dir)
+    current = recovered.state
+    if recovered.torn is not None:
+        log.warning(
+            "journal_torn_tail_cut",
+            file=str(recovered.torn.path),
+            offset=recovered.torn.offset,
+            bytes_cut=recovered.torn.size - recovered.torn.offset,
+        )
+    file = SegmentFile(journal_dir, sync=settings.fsync == "always")
+    if recovered.replayed:
+        file.open(0, existing=recovered.last_segment)
     else:
-        exchange, pending = restored.exchange, restored.outbox
-        expired = _log_expired(exchange.sweep_expired(app[CLOCK]()))
-        log.info("state_restored", **_summary(dumpfile, exchange, len(pending)), expired=expired)
-    outbox = Outbox(pending)
-    app[EXCHANGE] = exchange
-    app[OUTBOX] = outbox
+        # Everything on disk is in the snapshot: start the journal afresh after it.
+        delete_covered_segments(journal_dir, current.seq)
+        file.open(current.seq + 1)
+    if settings.fsync == "off":
+        log.warning("fsync_off", consequence="acknowledged commands can be lost in a crash")
+    journal = Journal(file, durable_seq=current.seq, on_failure=_on_journal_failure(app))
+    limits = Limits(
+        max_markets=settings.max_markets, max_orders_per_user=settings.max_orders_per_user
+    )
+    commands = Commands(current, journal, app[CLOCK], sinks=[log_events], limits=limits)
+    app[COMMANDS] = commands
+    log.info(
+        "state_recovered" if recovered.snapshot_found or recovered.replayed else "state_fresh",
+        **_summary(current),
+        snapshot_seq=recovered.snapshot_seq,
+        replayed=recovered.replayed,
+        digest=digest(current),
+        dumpfile=str(dumpfile),
+        journal_dir=str(journal_dir),
+    )
+    # Orders that expired while the service was down leave before anyone reads them.
+    commands.expire()
     # Everything so far, a restored book above all, lives as long as the
     # process: keep the collector from walking it on every full collection
     # (0.4 s per pass with a million resting orders). The engine makes no
     # reference cycles, so nothing frozen is left for the collector to free.
     gc.freeze()
-    yield
-    write_dump(dumpfile, exchange, outbox.pending())
-    log.info("state_dumped", **_summary(dumpfile, exchange, len(outbox)))
+    try:
+        yield
+    finally:
+        await _close(journal)
+    if (
+        journal.failure is None
+        and app[EXIT].write_snapshot
+        and current.seq > recovered.snapshot_seq
+    ):
+        write_dump(dumpfile, current)
+        delete_covered_segments(journal_dir, current.seq)
+        log.info("state_dumped", dumpfile=str(dumpfile), **_summary(current))
 
 
-def _summary(dumpfile: Path, exchange: Exchange, pending_pairs: int) -> dict[str, Any]:
-    """What a dumpfile holds, as log fields."""
+async def _close(journal: Journal) -> None:
+    if journal.failure is not None:
+        journal.abandon()
+        return
+    with contextlib.suppress(Exception):
+        await journal.close()
+
+
+def _on_journal_failure(app: web.Application) -> Callable[[BaseException], None]:
+    def failed(exc: BaseException) -> None:
+        log.critical("journal_failed", reason=str(exc), consequence="exiting; restart recovers")
+        app[ON_FATAL](exc)
+
+    return failed
+
+
+def _summary(current: State) -> dict[str, Any]:
+    books = current.exchange.books
     return {
-        "dumpfile": str(dumpfile),
-        "markets": len(exchange.books),
-        "orders": sum(len(book) for book in exchange.books.values()),
-        "pending_pairs": pending_pairs,
+        "seq": current.seq,
+        "markets": len(books),
+        "orders": sum(len(book) for book in books.values()),
+        "pending_pairs": len(current.outbox),
     }
 
 
-async def delivery(app: web.Application) -> AsyncIterator[None]:
-    """Run the outbox's sender for as long as the app runs."""
-    outbox = app[OUTBOX]
-    async with _background(outbox.run(app[EXECUTIONER]), "delivery"):
+async def journal_writer(app: web.Application) -> AsyncIterator[None]:
+    async with _background(app[COMMANDS].journal.run(), "journal"):
         yield
-    log.info("delivery_stopped", delivered=outbox.delivered, rejected=outbox.rejected)
+
+
+async def delivery(app: web.Application) -> AsyncIterator[None]:
+    """Run the sender for as long as the app runs."""
+    commands = app[COMMANDS]
+    sender = Sender(commands, app[EXECUTIONER])
+    app[SENDER] = sender
+    commands.sinks.append(sender.notice)
+    async with _background(sender.run(), "delivery"):
+        yield
+    log.info("delivery_stopped", delivered=sender.delivered, rejected=sender.rejected)
 
 
 async def expiry_sweep(app: web.Application) -> AsyncIterator[None]:
     """Remove expired orders even when nothing trades."""
-    async with _background(_sweep_forever(app[EXCHANGE], app[CLOCK]), "expiry_sweep"):
+    async with _background(_sweep_forever(app[COMMANDS]), "expiry_sweep"):
+        yield
+
+
+async def periodic_snapshots(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    commands = app[COMMANDS]
+    snapshotter = Snapshotter(
+        commands.state, commands.journal, settings.dumpfile, settings.journal_dir
+    )
+    app[SNAPSHOTTER] = snapshotter
+    task = _snapshot_forever(snapshotter, commands, settings.snapshot_interval)
+    async with _background(task, "snapshots"):
         yield
 
 
 CONTEXTS: list[Callable[[web.Application], AsyncIterator[None]]] = [
     state,
+    journal_writer,
     delivery,
     expiry_sweep,
+    periodic_snapshots,
 ]
 
 
-async def _sweep_forever(exchange: Exchange, clock: Callable[[], int]) -> None:
+async def _sweep_forever(commands: Commands) -> None:
     while True:
         try:
-            _log_expired(exchange.sweep_expired(clock()))
+            commands.expire()
         except Exception:
             log.exception("expiry_sweep_failed")
         await asyncio.sleep(SWEEP_INTERVAL)
 
 
-def _log_expired(swept: dict[str, list[Order]]) -> int:
-    count = 0
-    for market, orders in swept.items():
-        for order in orders:
-            log.info("order_expired", market=market, order=order.id, user=order.user)
-        count += len(orders)
-    return count
+async def _snapshot_forever(snapshotter: Snapshotter, commands: Commands, interval: float) -> None:
+    last = commands.state.seq
+    while True:
+        await asyncio.sleep(interval)
+        if commands.state.seq == last:
+            continue
+        try:
+            last = await snapshotter.take()
+        except (OSError, JournalError, JournalUnavailable) as exc:
+            log.error("snapshot_failed", reason=str(exc))
+        else:
+            log.info("snapshot_written", seq=last)
 
 
 @contextlib.asynccontextmanager

@@ -1,20 +1,38 @@
-"""The REST routes of API.md, one thin handler each: parse, call the engine, emit.
+"""The REST routes, one thin handler each: parse, call the command path, emit.
 
 Handlers raise and never catch; `middlewares.error_middleware` answers every
-failure. An order submission runs API.md's checks in its order: path and body
-(400), market (404), `book.check_entry` (target_tracer 400, expired 400,
-duplicate 409), the executioner's `/check` (400 / 503), then `book.submit`,
-which repeats the entry checks atomically because other requests ran during
-the await. The matched pairs go to the outbox, which delivers them after this
-answer is sent.
+failure. Every change goes through `ome.commands.Commands`, whose commands
+return once their journal record is durable. An order submission runs the
+checks in this order: path and body (400), market (404), `check_entry`
+(target_tracer 400, expired 400, resting or finished id 409, the user's
+order limit 429), the signature when a domain is configured (400
+`invalid_signature`), the user's in-flight cap (429), the executioner's
+`/check` (400 / 503), then `place`, which repeats the entry checks and the
+order limit atomically because other requests ran during the await. The
+matched pairs are in the outbox, whose sender delivers them after this answer.
+
+A cancel (PATCH or DELETE) checks path and body (400), market and order
+(404, whatever the signature), then the signature (401 missing, 400
+malformed); the engine's cancel refuses another signer (403).
 """
 
-import structlog
 from aiohttp import web
 
-from ome.api.keys import CLOCK, EXCHANGE, EXECUTIONER, OUTBOX
+from ome.access import authorize_admin, cancel_owner
+from ome.api import openapi
+from ome.api.keys import (
+    COMMANDS,
+    EXECUTIONER,
+    IN_FLIGHT,
+    METRICS,
+    ORDER_DOMAIN,
+    READINESS,
+    SETTINGS,
+)
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
-from ome.engine import Book, Fill, Order, Status
+from ome.engine import Book
+from ome.metrics import CONTENT_TYPE
+from ome.signing import verify_order
 from ome.wire import (
     book_json,
     markets_json,
@@ -22,33 +40,48 @@ from ome.wire import (
     orders_json,
     parse_address,
     parse_body,
+    parse_cancel,
     parse_market_body,
     parse_order,
     parse_order_id,
     submit_json,
 )
 
-log = structlog.get_logger("ome.api")
-
 
 def _book(request: web.Request) -> Book:
     """The path's book; handlers parse their other segments first, so any malformed one is 400."""
     market = parse_address(request.match_info["market"], "market")
-    return request.app[EXCHANGE].get(market)
+    return request.app[COMMANDS].book(market)
 
 
 async def health(request: web.Request) -> web.Response:
     return json_response(message(200, "Healthy"))
 
 
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(body=openapi.document_bytes(), content_type="application/json")
+
+
+async def ready(request: web.Request) -> web.Response:
+    status, body = request.app[READINESS].report()
+    return json_response(body, status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    figures = request.app[METRICS]
+    if figures is None:
+        raise web.HTTPNotFound(reason="Metrics are turned off")
+    return web.Response(body=figures.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
 async def list_markets(request: web.Request) -> web.Response:
-    return json_response(markets_json(request.app[EXCHANGE].markets()))
+    return json_response(markets_json(request.app[COMMANDS].markets()))
 
 
 async def create_market(request: web.Request) -> web.Response:
+    authorize_admin(request.headers.get("Authorization"), request.app[SETTINGS].admin_token)
     market = parse_market_body(parse_body(await request.read()))
-    request.app[EXCHANGE].create(market)
-    log.info("market_created", market=market)
+    await request.app[COMMANDS].create_market(market)
     return json_response(message(201, "Market created"), 201)
 
 
@@ -60,12 +93,14 @@ async def submit_order(request: web.Request) -> web.Response:
     request[MARKET] = market = parse_address(request.match_info["market"], "market")
     request[ORDER] = order = parse_order(parse_body(await request.read()))
     app = request.app
-    book = app[EXCHANGE].get(market)
-    book.check_entry(order, app[CLOCK]())
-    await app[EXECUTIONER].check(order.to_dict())
-    status, fills, _expired = book.submit(order, app[CLOCK]())
-    app[OUTBOX].add(fills)
-    _log_accepted(order, status, fills)
+    commands = app[COMMANDS]
+    commands.check_entry(market, order)
+    domain = app[ORDER_DOMAIN]
+    if domain is not None:
+        verify_order(domain, order)
+    with app[IN_FLIGHT].hold(order.user):
+        await app[EXECUTIONER].check(order.to_dict())
+    status, fills = await commands.place(order)
     return json_response(submit_json(order, status, fills))
 
 
@@ -79,10 +114,19 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 async def cancel_order(request: web.Request) -> web.Response:
+    """PATCH (the frontend's) or DELETE; the signer must be the order's user."""
     order_id = parse_order_id(request.match_info["order_id"])
-    book = _book(request)
-    order = book.cancel(order_id)
-    log.info("order_cancelled", market=book.market, order_id=order.id, user=order.user)
+    market = parse_address(request.match_info["market"], "market")
+    body = await request.read()
+    signature = parse_cancel(body, market, order_id)
+    commands = request.app[COMMANDS]
+    # Unknown market or order: 404 whatever the signature.
+    commands.book(market).get(order_id)
+    unsigned_allowed = request.app[SETTINGS].allow_unsigned_cancel and (
+        request.method == "DELETE" and not body.strip()
+    )
+    owner = cancel_owner(signature, order_id, unsigned_allowed=unsigned_allowed)
+    await commands.cancel(market, order_id, owner=owner)
     return json_response(message(200, "Order cancelled"))
 
 
@@ -96,27 +140,12 @@ async def preflight(request: web.Request) -> web.Response:
     return json_response(message(200, "OK"))
 
 
-def _log_accepted(order: Order, status: Status, fills: list[Fill]) -> None:
-    market = order.target_tracer
-    log.info(
-        "order_accepted", market=market, order_id=order.id, user=order.user, status=status.value
-    )
-    for maker, taker, price, amount, _, _ in fills:
-        log.info(
-            "order_matched",
-            market=market,
-            maker=maker.id,
-            taker=taker.id,
-            maker_user=maker.user,
-            taker_user=taker.user,
-            price=str(price),
-            amount=str(amount),
-        )
-
-
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", health)
+    router.add_get("/ready", ready)
+    router.add_get("/metrics", metrics)
+    router.add_get("/openapi.json", openapi_document)
     router.add_get("/book", list_markets)
     router.add_post("/book", create_market)
     router.add_get("/book/{market}", get_book)
@@ -124,6 +153,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/book/{market}/order", list_orders)
     router.add_get("/book/{market}/order/{order_id}", get_order)
     router.add_delete("/book/{market}/order/{order_id}", cancel_order)
+    router.add_patch("/book/{market}/order/{order_id}", cancel_order)
     router.add_get("/book/{market}/{user}", user_orders)
     for resource in list(router.resources()):
         assert isinstance(resource, web.Resource)

@@ -48,7 +48,7 @@ every index is O(live) at all times, and an empty book holds nothing but
 its finished memory. An order leaves the book only by dying, so a listed
 entry is live exactly when its order has amount left.
 
-Rules (API.md "Matching rules"): trades happen at the resting order's price;
+Rules (docs/API.md "Matching"): trades happen at the resting order's price;
 a resting order of the taker's own user is skipped, so the book may end up
 crossed; an order whose expiration is at or before `now` never trades and is
 removed when the matching loop meets it (and reported in `submit`'s result)
@@ -467,6 +467,11 @@ class Book:
         self._remember(order_id, order.expiration)
         self._tidy()
         return order
+
+    def expiry_due(self, now: int) -> bool:
+        """Whether `sweep_expired(now)` would remove an order or forget a finished id."""
+        orders, finished = self._expiry_heap, self._finished_heap
+        return bool((orders and orders[0] <= now) or (finished and finished[0] <= now))
 
     def sweep_expired(self, now: int) -> list[Order]:
         """Remove every resting order with expiration <= now, and forget finished ids

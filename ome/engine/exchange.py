@@ -32,6 +32,9 @@ class Exchange:
         """Every market, in the order they were created."""
         return list(self.books)
 
+    def expiry_due(self, now: int) -> bool:
+        return any(book.expiry_due(now) for book in self.books.values())
+
     def sweep_expired(self, now: int) -> dict[str, list[Order]]:
         """Expire resting orders in every book and forget expired finished ids.
 

@@ -24,6 +24,7 @@ import pytest
 
 from ome.__main__ import SHUTDOWN_TIMEOUT
 from ome.persistence import read_dump
+from tests.builders import MARKET
 from tests.deploy.sources import (
     ENV_EXAMPLE,
     ROOT,
@@ -35,7 +36,6 @@ from tests.deploy.sources import (
     start_command,
 )
 
-MARKET = "0x" + "ab" * 20
 START_TIMEOUT = 15.0
 
 
@@ -114,6 +114,7 @@ def _environment(installed: Installed, port: int, dumpfile: Path) -> dict[str, s
         "OME_LISTEN_ADDRESS": "127.0.0.1",
         "OME_LISTEN_PORT": str(port),
         "OME_DUMPFILE": str(dumpfile),
+        "OME_JOURNAL_DIR": str(dumpfile.parent / "journal"),
     }
     return env
 
@@ -157,9 +158,12 @@ class Service:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"the service exited:\n{self.output()}"
             try:
-                return _get(self.url + "/")
+                # `/` answers while the state is still restoring; `/ready` says when it is done.
+                if _get(self.url + "/ready")[0] == 200:
+                    return _get(self.url + "/")
             except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise AssertionError(f"no answer within {START_TIMEOUT} s:\n{self.output()}")
 
     def terminate(self) -> int:

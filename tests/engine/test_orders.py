@@ -1,4 +1,4 @@
-"""Order ids: the known answers in shared/vectors, and eth-abi as the oracle of the encoding."""
+"""Order ids: the known answers in tests/vectors, and eth-abi as the oracle of the encoding."""
 
 import json
 from pathlib import Path
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ome.engine import MAX_UINT128, Order, Side, order_id
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
 
 def _canonical(address: str) -> str:
