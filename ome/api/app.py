@@ -2,8 +2,10 @@
 
 Resources live in `cleanup_ctx`, entered in this order and exited in reverse:
 the executioner client, then `ome.api.lifecycle.CONTEXTS` (engine state with
-its dump, the delivery task, the expiry sweep). aiohttp exits them after the
-requests in flight have finished, which is when the dump must be written.
+its dump, the feed, the delivery task, the expiry sweep). The feed's sockets
+are closed in `on_shutdown`, before aiohttp waits for the handlers in flight.
+aiohttp exits the contexts after the requests in flight have finished, which
+is when the dump must be written.
 """
 
 import time
@@ -12,8 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from ome.api import protocol  # noqa: F401  (makes protocol-level errors JSON)
-from ome.api.keys import CLOCK, EXECUTIONER, EXIT, ON_FATAL, SETTINGS, Exit
-from ome.api.lifecycle import CONTEXTS
+from ome.api.feed import FeedLimits
+from ome.api.keys import CLOCK, EXECUTIONER, EXIT, FEED_LIMITS, ON_FATAL, SETTINGS, Exit
+from ome.api.lifecycle import CONTEXTS, close_feed
 from ome.api.middlewares import error_middleware, request_context
 from ome.api.routes import add_routes
 from ome.config import Settings
@@ -36,17 +39,21 @@ def create_app(
     clock: Callable[[], int] | None = None,
     executioner_timeout: float = 5.0,
     on_fatal: Callable[[BaseException], None] | None = None,
+    feed_limits: FeedLimits | None = None,
 ) -> web.Application:
     """The OME as an aiohttp application; `clock` (unix seconds) lets tests move time.
 
     `on_fatal` is called when the service must stop (the journal failed); the
-    entry point makes the process exit 1.
+    entry point makes the process exit 1. `feed_limits` bounds the WebSocket
+    feed (queue length, ping interval, pong timeout).
     """
     app = web.Application(middlewares=[request_context, error_middleware], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[CLOCK] = clock or _now
     app[ON_FATAL] = on_fatal or _ignore
     app[EXIT] = Exit()
+    app[FEED_LIMITS] = feed_limits or FeedLimits()
+    app.on_shutdown.append(close_feed)
     add_routes(app)
 
     async def executioner(app: web.Application) -> AsyncIterator[None]:

@@ -8,20 +8,32 @@ checks in this order: path and body (400), market (404), `check_entry`
 executioner's `/check` (400 / 503), then `place`, which repeats the entry
 checks atomically because other requests ran during the await. The matched
 pairs are in the outbox, whose sender delivers them after this answer.
+
+The full-book reads are streamed (`ome.api.streaming`); `/ws` is the feed
+(`ome.api.feed`).
 """
 
 from aiohttp import web
 
-from ome.api.keys import COMMANDS, EXECUTIONER
+from ome.api.keys import COMMANDS, EXECUTIONER, FEED
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
+from ome.api.streaming import book_pieces, orders_pieces, streamed_json
 from ome.engine import Book
+from ome.marketdata import (
+    DEFAULT_LEVELS,
+    DEFAULT_TRADES,
+    MAX_LEVELS,
+    MAX_TRADES,
+    depth_json,
+    recent_trades,
+)
 from ome.wire import (
-    book_json,
     markets_json,
     message,
     orders_json,
     parse_address,
     parse_body,
+    parse_count,
     parse_market_body,
     parse_order,
     parse_order_id,
@@ -50,7 +62,23 @@ async def create_market(request: web.Request) -> web.Response:
 
 
 async def get_book(request: web.Request) -> web.Response:
-    return json_response(book_json(_book(request)))
+    return streamed_json(request, book_pieces(_book(request)))
+
+
+async def get_depth(request: web.Request) -> web.Response:
+    levels = parse_count(request.query, "levels", DEFAULT_LEVELS, MAX_LEVELS)
+    return json_response(depth_json(_book(request), levels))
+
+
+async def get_trades(request: web.Request) -> web.Response:
+    limit = parse_count(request.query, "limit", DEFAULT_TRADES, MAX_TRADES)
+    book = _book(request)
+    history = request.app[COMMANDS].state.trades.get(book.market)
+    return json_response(recent_trades(history, limit))
+
+
+async def feed(request: web.Request) -> web.StreamResponse:
+    return await request.app[FEED].serve(request)
 
 
 async def submit_order(request: web.Request) -> web.Response:
@@ -64,7 +92,7 @@ async def submit_order(request: web.Request) -> web.Response:
 
 
 async def list_orders(request: web.Request) -> web.Response:
-    return json_response(orders_json(_book(request).orders()))
+    return streamed_json(request, orders_pieces(_book(request)))
 
 
 async def get_order(request: web.Request) -> web.Response:
@@ -95,11 +123,15 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/book", list_markets)
     router.add_post("/book", create_market)
     router.add_get("/book/{market}", get_book)
+    # Before `/book/{market}/{user}`: a user is 40 hex digits, never these words.
+    router.add_get("/book/{market}/depth", get_depth)
+    router.add_get("/book/{market}/trades", get_trades)
     router.add_post("/book/{market}/order", submit_order, name=SUBMIT_ROUTE)
     router.add_get("/book/{market}/order", list_orders)
     router.add_get("/book/{market}/order/{order_id}", get_order)
     router.add_delete("/book/{market}/order/{order_id}", cancel_order)
     router.add_get("/book/{market}/{user}", user_orders)
+    router.add_get("/ws", feed)
     for resource in list(router.resources()):
         assert isinstance(resource, web.Resource)
         resource.add_route("OPTIONS", preflight)
