@@ -58,7 +58,16 @@ class FeedLimits:
 class Subscriber:
     """One WebSocket connection: its subscriptions and the messages waiting for it."""
 
-    __slots__ = ("closing", "last_heard", "queue", "ready", "subscriptions", "writer", "ws")
+    __slots__ = (
+        "closer",
+        "closing",
+        "last_heard",
+        "queue",
+        "ready",
+        "subscriptions",
+        "writer",
+        "ws",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, now: float) -> None:
         self.ws = ws
@@ -68,6 +77,7 @@ class Subscriber:
         self.closing = False
         self.last_heard = now
         self.writer: asyncio.Task[None] | None = None
+        self.closer: asyncio.Task[None] | None = None
 
     async def write(self) -> None:
         """Send what is queued, in order, for as long as the connection lasts."""
@@ -162,7 +172,11 @@ class Feed:
         finally:
             pinger.cancel()
             self._forget(subscriber)
-            if not subscriber.closing:
+            if subscriber.closer is not None:
+                # Returning first would let aiohttp close with 1000 instead of our code.
+                await asyncio.wait({subscriber.closer})
+            else:
+                subscriber.closing = True
                 subscriber.writer.cancel()
                 with contextlib.suppress(Exception):
                     await ws.close()
@@ -207,6 +221,7 @@ class Feed:
         subscriber.queue.clear()
         self._forget(subscriber)
         task = asyncio.get_running_loop().create_task(self._closed(subscriber, code, reason))
+        subscriber.closer = task
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 

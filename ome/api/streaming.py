@@ -101,11 +101,12 @@ def orders_pieces(book: Book) -> Iterator[bytes]:
 
     def pieces() -> Iterator[bytes]:
         yield b"["
-        first = True
+        separator = b""
         for _, orders, amounts in captured:
-            for piece in _orders(orders, amounts):
-                yield piece if first else b"," + piece
-                first = False
+            for index, piece in enumerate(_orders(orders, amounts)):
+                # _orders separates its own pieces; only a level's first needs one.
+                yield separator + piece if index == 0 else piece
+                separator = b","
         yield b"]"
 
     return pieces()
