@@ -2,18 +2,22 @@
 
 `Feed.publish` is a sink of the command path: it runs right after each live
 command (never during replay), derives the command's depth changes and trades
-from its events (`ome.marketdata`), encodes each message once and hands the
-bytes to every subscriber of that market and channel. It never awaits and
-never writes to a socket, so matching never waits for a subscriber.
+from its events (`ome.marketdata`) and hands them to every subscriber of that
+market and channel. It never awaits, so matching never waits for a subscriber.
 
-Each connection has its own bounded queue of encoded messages, drained by its
-own writer task. A subscriber that lets more than `FeedLimits.max_queue`
-messages wait is closed with 1013 and a reason, and drops out of every
-subscription at once: it cannot slow matching or the others, and it cannot
-grow the memory without bound. Because a subscription's snapshot is queued in
-the same synchronous step that registers it, and updates are queued in
-command order, a subscriber sees the snapshot at `seq` S and then every
-update from S + 1 on, with no gap.
+Fan-out is the hot path: each message is encoded once and framed once (a
+server's WebSocket frame is unmasked and, with compression off, the same
+bytes for every receiver), and written straight into each subscriber's
+transport while that transport's buffer is small. Only for a subscriber that
+is behind (its buffer above `WRITE_BUFFER`) do messages wait, in its own
+bounded queue, drained by its own writer task, which waits for the socket to
+drain; while anything waits, new messages queue behind it, so order holds.
+A subscriber that lets more than `FeedLimits.max_queue` messages wait is
+closed with 1013 and a reason, and drops out of every subscription at once:
+it cannot slow matching or the others, and it cannot grow the memory without
+bound. Because a subscription's snapshot is sent in the same synchronous step
+that registers it, and updates in command order, a subscriber sees the
+snapshot at `seq` S and then every update from S + 1 on, with no gap.
 
 Liveness: a ping every `ping_interval` seconds; a connection from which
 nothing (a pong or any other frame) arrived for `pong_timeout` seconds is
@@ -26,6 +30,7 @@ by a client that does not answer its close.
 
 import asyncio
 import contextlib
+import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +46,9 @@ from ome.wire import InvalidRequest, parse_address
 
 CHANNELS = ("depth", "trades")
 MAX_CLIENT_MESSAGE = 64 * 1024
+# Bytes a subscriber's transport may hold before its messages start waiting in its queue.
+WRITE_BUFFER = 256 * 1024
+_TEXT_FIN = 0x81
 
 log = structlog.get_logger("ome.feed")
 
@@ -65,12 +73,16 @@ class Subscriber:
         "queue",
         "ready",
         "subscriptions",
+        "transport",
         "writer",
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, now: float) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, now: float
+    ) -> None:
         self.ws = ws
+        self.transport = transport
         self.queue: deque[bytes] = deque()
         self.ready = asyncio.Event()
         self.subscriptions: set[tuple[str, str]] = set()
@@ -118,14 +130,27 @@ class Feed:
                     self._fan_out(trades, orjson.dumps(message))
 
     def _fan_out(self, subscribers: dict[Subscriber, None], data: bytes) -> None:
+        frame = text_frame(data)
         # A copy: an overflowing subscriber leaves the dict while it is walked.
         for subscriber in list(subscribers):
-            self._send(subscriber, data)
+            self._send(subscriber, data, frame)
 
-    def _send(self, subscriber: Subscriber, data: bytes) -> None:
+    def _send(self, subscriber: Subscriber, data: bytes, frame: bytes | None = None) -> None:
         if subscriber.closing:
             return
-        if len(subscriber.queue) >= self.limits.max_queue:
+        queue = subscriber.queue
+        transport = subscriber.transport
+        if (
+            not queue
+            and transport is not None
+            and not subscriber.ws.closed
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() <= WRITE_BUFFER
+        ):
+            # Nothing waits before it: in order, and no task switch per subscriber.
+            transport.write(text_frame(data) if frame is None else frame)
+            return
+        if len(queue) >= self.limits.max_queue:
             reason = f"slow consumer: more than {self.limits.max_queue} messages waiting"
             log.info("feed_subscriber_dropped", reason=reason)
             self._close(subscriber, WSCloseCode.TRY_AGAIN_LATER, reason)
@@ -149,7 +174,10 @@ class Feed:
         )
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
-        subscriber = Subscriber(ws, loop.time())
+        transport = request.transport
+        subscriber = Subscriber(
+            ws, transport if isinstance(transport, asyncio.Transport) else None, loop.time()
+        )
         self.subscribers.add(subscriber)
         subscriber.writer = asyncio.create_task(self._write(subscriber))
         pinger = asyncio.create_task(self._ping(subscriber))
@@ -287,6 +315,18 @@ class Feed:
 
     def _error(self, subscriber: Subscriber, text: str) -> None:
         self._reply(subscriber, {"type": "error", "message": text})
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 5.2) as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((_TEXT_FIN, size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", _TEXT_FIN, 126, size)
+    else:
+        header = struct.pack("!BBQ", _TEXT_FIN, 127, size)
+    return header + payload
 
 
 def _parse(text: str) -> tuple[str, str, list[str]]:

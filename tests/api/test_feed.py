@@ -9,6 +9,7 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from pytest_aiohttp import AiohttpClient
 
+from ome.api import feed
 from ome.api.app import create_app
 from ome.api.feed import FeedLimits
 from ome.config import Settings
@@ -152,21 +153,27 @@ async def test_unsubscribed_channels_get_nothing_more(fed: Client) -> None:
 
 
 async def test_a_slow_subscriber_is_closed_with_1013_and_the_others_keep_up(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(feed, "WRITE_BUFFER", 4096)
     fed = await feed_client(aiohttp_client, settings, clock, FeedLimits(max_queue=20))
-    await random_flow(fed, seed=9, steps=80)
+    # Many levels, so that every snapshot is some 10 KB.
+    for price in range(1, 400):
+        await submit(fed, order_body(who=1, side="Bid", price=price, amount=1))
     async with fed.ws_connect("/ws") as slow, fed.ws_connect("/ws") as fast:
         snapshot = await subscribe(fast, ["depth"])
         assert snapshot is not None
         # The slow one asks for snapshot after snapshot and reads none of them,
         # until the socket's buffers are full and its queue overflows.
         request = {"op": "subscribe", "market": MARKET, "channels": ["depth"]}
-        for sent in range(3000):
+        for sent in range(2000):
             await slow.send_json(request)
             if sent % 100 == 99:
                 await asyncio.sleep(0.01)
-        await submit(fed, order_body(who=7, side="Bid", price=1, amount=1))
+        await submit(fed, order_body(who=7, side="Bid", price=1, amount=1, created="1"))
         update = await receive(fast)
         assert update["type"] == "update" and update["seq"] == snapshot["seq"] + 1
         closed = None
