@@ -32,10 +32,13 @@ sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != B
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import base64  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
+import struct  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -58,55 +61,110 @@ def quantile(samples: list[float], q: float) -> float:
 # ---------------------------------------------------------------- subscriber process
 
 
+async def connect(base: str, request: dict[str, Any]) -> tuple[Any, Any]:
+    """A raw WebSocket connection to `/ws` that has sent `request`: (reader, writer).
+
+    Raw sockets rather than aiohttp's client: a thousand clients in one
+    Python process must cost as little as possible, or they, not the server,
+    would be what is measured.
+    """
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise SystemExit(f"no upgrade: {head[:80]!r}")
+    payload = orjson.dumps(request)
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    assert len(payload) < 126
+    writer.write(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+    return reader, writer
+
+
+def frames(buffer: bytearray) -> list[tuple[int, bytes]]:
+    """The complete (opcode, payload) frames at the front of `buffer`, removed from it."""
+    found = []
+    while len(buffer) >= 2:
+        size, offset = buffer[1] & 0x7F, 2
+        if size == 126:
+            if len(buffer) < 4:
+                break
+            size, offset = struct.unpack_from("!H", buffer, 2)[0], 4
+        elif size == 127:
+            if len(buffer) < 10:
+                break
+            size, offset = struct.unpack_from("!Q", buffer, 2)[0], 10
+        if len(buffer) < offset + size:
+            break
+        found.append((buffer[0] & 0x0F, bytes(buffer[offset : offset + size])))
+        del buffer[: offset + size]
+    return found
+
+
 async def subscribe_all(
-    ws_url: str, market: str, count: int, channels: list[str], seconds: float
+    base: str, market: str, count: int, channels: list[str], seconds: float, parse: bool
 ) -> dict[str, Any]:
-    """Hold `count` subscriptions for `seconds`; per seq, the arrival times (monotonic)."""
+    """Hold `count` subscriptions for `seconds`; with `parse`, per seq the arrival times."""
     arrivals: dict[int, list[float]] = {}
     gaps = 0
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        sockets = []
-        for _ in range(count):
-            ws = await session.ws_connect(ws_url, max_msg_size=0)
-            request = {"op": "subscribe", "market": market, "channels": channels}
-            await ws.send_str(json.dumps(request))
-            sockets.append(ws)
-        print("ready", flush=True)
-        clock = time.monotonic
+    closed = 0
+    request = {"op": "subscribe", "market": market, "channels": channels}
+    connections = [await connect(base, request) for _ in range(count)]
+    print("ready", flush=True)
+    clock = time.monotonic
 
-        async def follow(ws: aiohttp.ClientWebSocketResponse) -> None:
-            nonlocal gaps
-            last = None
-            async for message in ws:
-                data = orjson.loads(message.data)
-                kind = data["type"]
-                if kind == "snapshot":
-                    last = data["seq"]
-                elif kind == "update":
-                    seq = data["seq"]
-                    arrivals.setdefault(seq, []).append(clock())
+    async def follow(reader: Any) -> None:
+        nonlocal gaps, closed
+        buffer = bytearray()
+        last = None
+        while data := await reader.read(1 << 20):
+            if not parse:
+                continue
+            arrived = clock()
+            buffer += data
+            for opcode, payload in frames(buffer):
+                if opcode == 0x8:
+                    closed += 1
+                    return
+                if opcode != 0x1:
+                    continue
+                message = orjson.loads(payload)
+                if message["type"] == "snapshot":
+                    last = message["seq"]
+                elif message["type"] == "update":
+                    seq = message["seq"]
+                    arrivals.setdefault(seq, []).append(arrived)
                     if last is not None and seq != last + 1:
                         gaps += 1
                     last = seq
+        closed += 1
 
-        tasks = [asyncio.create_task(follow(ws)) for ws in sockets]
-        await asyncio.sleep(seconds)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        closed = sum(1 for ws in sockets if ws.closed)
-        for ws in sockets:
-            await ws.close()
+    tasks = [asyncio.create_task(follow(reader)) for reader, _ in connections]
+    await asyncio.sleep(seconds)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for _, writer in connections:
+        writer.close()
     return {"arrivals": {str(k): v for k, v in arrivals.items()}, "gaps": gaps, "closed": closed}
 
 
 def run_subscribers(
-    base: str, market: str, count: int, channels: list[str], seconds: float
+    base: str, market: str, count: int, channels: list[str], seconds: float, parse: bool
 ) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, __file__, "subscribe", base, market, str(count), ",".join(channels)]
-        + [str(seconds)],
+        [
+            *(sys.executable, __file__, "subscribe", base, market, str(count)),
+            *(",".join(channels), str(seconds), "parse" if parse else "discard"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -143,7 +201,7 @@ async def fan_out(base: str, subscribers: int, rate: float, count: int) -> None:
     market = bench_http.market_address(9000)
     await bench_http.create_market(base, market)
     seconds = count / rate + 15
-    process = run_subscribers(base, market, subscribers, ["depth"], seconds)
+    process = run_subscribers(base, market, subscribers, ["depth"], seconds, parse=True)
     # Let every subscription's snapshot land first.
     await asyncio.sleep(2)
     answers = await steady_orders(base, market, rate, count)
@@ -175,7 +233,7 @@ async def cost(base: str, runs: int, seconds: float, connections: int) -> None:
             process = None
             if subscribers:
                 process = run_subscribers(
-                    base, market, subscribers, ["depth", "trades"], seconds + 5
+                    base, market, subscribers, ["depth", "trades"], seconds + 5, parse=False
                 )
                 await asyncio.sleep(1)
             result = await asyncio.to_thread(
@@ -185,7 +243,7 @@ async def cost(base: str, runs: int, seconds: float, connections: int) -> None:
                 output, _ = process.communicate(timeout=seconds + 60)
                 closed = json.loads(output)["closed"]
                 if closed:
-                    print(f"  warning: {closed} subscribers were closed early")
+                    print(f"  warning: {closed} subscribers were closed early (slow consumers)")
             rates[subscribers].append(result["kinds"]["submit"]["rps"])
         print(f"  run {run + 1}/{runs}: none {rates[0][-1]:.0f}/s, 100 {rates[100][-1]:.0f}/s")
     none, hundred = statistics.median(rates[0]), statistics.median(rates[100])
@@ -220,10 +278,11 @@ async def orchestrate(args: argparse.Namespace) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "subscribe":
-        base, market, count, channels, seconds = sys.argv[2:7]
-        ws_url = base.replace("http://", "ws://") + "/ws"
+        base, market, count, channels, seconds, parse = sys.argv[2:8]
         result = asyncio.run(
-            subscribe_all(ws_url, market, int(count), channels.split(","), float(seconds))
+            subscribe_all(
+                base, market, int(count), channels.split(","), float(seconds), parse == "parse"
+            )
         )
         print(json.dumps(result))
         return
