@@ -9,7 +9,8 @@ Processes (each its own interpreter, so they do not share a core's GIL):
 - the development executioner (`python -m ome.devexecutioner`), answering
   `/check` for both servers and receiving the OME's `/submit` deliveries;
 - the OME (`ome.__main__.main`, as `python -m ome` runs it: uvloop, plain
-  HTTP, log level info, JSON logs to /dev/null), one market created first;
+  HTTP, log level info, JSON logs to /dev/null, its journal in a temporary
+  folder), one market created first; and a second one with `--metrics false`;
 - the baseline: a bare aiohttp app whose `POST /book/{market}/order` reads the
   body, parses it with the OME's own parser and pydantic model
   (`ome.wire.parse_body` + `parse_order`, which also computes the order id the
@@ -26,7 +27,10 @@ Configurations, interleaved in every run, each OME load on a market of its own:
   reads single orders and the whole book: 65% submit, 15% cancel, 15% order
   read, 5% book read;
 - `ome submit` and `baseline submit`: submissions only, the same bodies; their
-  throughput ratio is the figure of merit (goal >= 0.7).
+  throughput ratio is the figure of merit (goal >= 0.7);
+- `ome submit, metrics off`: the same submissions to a second OME started
+  with `--metrics false`; `ome submit` over it is what counting costs (goal
+  >= 0.95).
 
 With N connections always busy, mean latency is N / throughput (Little's
 law): at 64 connections a p99 under 20 ms needs well over 3,000 requests/s.
@@ -316,9 +320,12 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes], method: str = "
             try:
                 async with session.request(method, url, json={}) as response:
                     await response.read()
-                    return
+                    # 503: the OME's port is bound, its state still restoring.
+                    if response.status != 503:
+                        return
             except (aiohttp.ClientError, OSError):
-                await asyncio.sleep(0.1)
+                pass
+            await asyncio.sleep(0.1)
     raise SystemExit(f"{url} did not come up")
 
 
@@ -394,30 +401,51 @@ def print_table(title: str, results: list[Any]) -> dict[str, dict[str, float]]:
     return table
 
 
-async def orchestrate(seconds: float, runs: int, connections: int, client: str) -> None:
+async def orchestrate(
+    seconds: float, runs: int, connections: int, client: str, fsync: str = "always"
+) -> None:
     exec_port, ome_port, base_port = free_port(), free_port(), free_port()
+    bare_port = free_port()
     executioner = f"http://127.0.0.1:{exec_port}"
     ome = f"http://127.0.0.1:{ome_port}"
+    bare = f"http://127.0.0.1:{bare_port}"
     baseline = f"http://127.0.0.1:{base_port}"
+
+    def ome_args(port: int, folder: str, *extra: str) -> list[str]:
+        os.makedirs(folder, exist_ok=True)
+        return [
+            __file__, "ome", client, "-l", "127.0.0.1", "-p", str(port), "--force-no-tls",
+            "--executioner_address", executioner, "--dumpfile", f"{folder}/dump.json",
+            "--journal_dir", f"{folder}/journal", "--fsync", fsync,
+            # Its traders have no keys: the mix cancels with a body-less DELETE.
+            "--allow_unsigned_cancel", *extra,
+        ]  # fmt: skip
+
     with tempfile.TemporaryDirectory() as folder, started(
         ["-m", "ome.devexecutioner", "--port", str(exec_port), "--log-level", "warning"]
     ) as exec_process, started(
-        [
-            __file__, "ome", client, "-l", "127.0.0.1", "-p", str(ome_port), "--force-no-tls",
-            "--executioner_address", executioner, "--dumpfile", f"{folder}/dump.json",
-        ]
+        ome_args(ome_port, folder)
     ) as ome_process, started(
+        # The same OME with its metrics turned off: what counting costs.
+        ome_args(bare_port, f"{folder}/bare", "--metrics", "false")
+    ) as bare_process, started(
         [__file__, "baseline", str(base_port), executioner, client]
     ) as base_process:  # fmt: skip
         await wait_ready(f"{executioner}/check", exec_process, method="POST")
-        await wait_ready(ome, ome_process)
+        await wait_ready(f"{ome}/ready", ome_process)
+        await wait_ready(f"{bare}/ready", bare_process)
         await wait_ready(baseline, base_process)
         print(
-            f"\n=== executioner client: {client}; {runs} run(s) x {seconds:g} s per "
-            f"configuration, {connections} connections, {os.cpu_count()} CPUs, "
+            f"\n=== executioner client: {client}; journal fsync {fsync}; {runs} run(s) x "
+            f"{seconds:g} s per configuration, {connections} connections, {os.cpu_count()} CPUs, "
             f"Python {sys.version.split()[0]}"
         )
-        collected: dict[str, list[Any]] = {"ome mix": [], "ome submit": [], "baseline": []}
+        collected: dict[str, list[Any]] = {
+            "ome mix": [],
+            "ome submit": [],
+            "ome submit, metrics off": [],
+            "baseline": [],
+        }
         for run in range(runs):
             # A new market for each OME load, so that no run reads a book another grew.
             mix_market, submit_market = market_address(2 * run), market_address(2 * run + 1)
@@ -427,6 +455,10 @@ async def orchestrate(seconds: float, runs: int, connections: int, client: str) 
             collected["ome submit"].append(
                 run_load(ome, submit_market, "submit", seconds, connections, run)
             )
+            await create_market(bare, submit_market)
+            collected["ome submit, metrics off"].append(
+                run_load(bare, submit_market, "submit", seconds, connections, run)
+            )
             collected["baseline"].append(
                 run_load(baseline, submit_market, "submit", seconds, connections, run)
             )
@@ -434,10 +466,15 @@ async def orchestrate(seconds: float, runs: int, connections: int, client: str) 
 
     print_table("OME, realistic mix", collected["ome mix"])
     ours = print_table("OME, submissions only", collected["ome submit"])["submit"]
+    off = print_table("OME, submissions only, metrics off", collected["ome submit, metrics off"])
     theirs = print_table("Baseline (parse + /check + constant)", collected["baseline"])["submit"]
     print(
         f"\nsubmission throughput ratio OME / baseline: {ours['rps'] / theirs['rps']:.2f} "
         f"(goal >= 0.70); OME submit p99 {ours['p99_ms']:.1f} ms (goal < 20 ms)"
+    )
+    print(
+        f"submission throughput metrics on / off: {ours['rps'] / off['submit']['rps']:.3f} "
+        "(goal >= 0.95)"
     )
 
 
@@ -473,11 +510,18 @@ def main() -> None:
         help="executioner client of OME and baseline: the shipped httpx one, aiohttp's "
         "ClientSession in its place, or both one after the other",
     )
+    parser.add_argument(
+        "--fsync",
+        choices=("always", "off"),
+        default="always",
+        help="the OMEs' journal: durable before each answer (as served), or not (what the "
+        "rest costs without the disk)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.runs = 2.0, 1
     for client in ("httpx", "aiohttp") if args.client == "both" else (args.client,):
-        asyncio.run(orchestrate(args.duration, args.runs, args.connections, client))
+        asyncio.run(orchestrate(args.duration, args.runs, args.connections, client, args.fsync))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """`python -m ome` and the `ome` console script: settings in, a running server, exit codes out.
 
+The port is bound first: while the state is restored, `GET /` answers 200
+and `GET /ready` 503 (ome.api.health). On SIGTERM or SIGINT, `/ready`
+answers 503 at once and the app goes on serving for `--drain_delay` seconds,
+so that load balancers stop sending, before the port closes.
+
 Exit status: 0 after a graceful stop (SIGTERM or SIGINT: stop accepting,
 finish the requests in flight, dump the state); 2 for a bad flag or
 environment value (one line on stderr); 1 when the service cannot start (an
@@ -19,9 +24,10 @@ import structlog
 from aiohttp import web
 
 from ome.api.app import create_app
-from ome.api.keys import EXIT
+from ome.api.health import Phase, starting_handler
+from ome.api.keys import READINESS
 from ome.api.protocol import IDLE_TIMEOUT
-from ome.config import ConfigError, Settings, load_settings
+from ome.config import DEFAULT_EXECUTIONER, ConfigError, Settings, load_settings
 from ome.devexecutioner import address_of, start_dev_executioner
 from ome.journal import JournalError
 from ome.logs import configure_logging, silence_broken_stdout
@@ -82,51 +88,97 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _request_stop, stop, signum)
 
+    _log_executioner(settings)
     dev_runner = None
     if settings.dev:
         dev_runner = await start_dev_executioner()
         settings = settings.model_copy(update={"executioner_address": address_of(dev_runner)})
     try:
         context, reason = tls_context(settings)
+        app = create_app(settings, on_fatal=on_fatal)
         runner = web.AppRunner(
-            create_app(settings, on_fatal=on_fatal),
+            app,
             handle_signals=False,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             keepalive_timeout=IDLE_TIMEOUT,
         )
+        # The port is bound before the restore, and each new connection is served by
+        # whichever server `current` holds: the starting one (liveness yes, readiness
+        # no) until the app is set up, then the app's.
+        starting = web.Server(starting_handler, keepalive_timeout=IDLE_TIMEOUT)
+        current: list[web.Server] = [starting]
         try:
-            # Setup enters the cleanup contexts, restoring the dump before the
-            # port is bound; cleanup after a failed setup closes what was opened.
+            listener = await loop.create_server(
+                lambda: current[0](), settings.listen, settings.port, ssl=context, backlog=1024
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {settings.listen}:{settings.port}: {exc.strerror or exc}"
+            ) from exc
+        port = listener.sockets[0].getsockname()[1]
+        log.info("ome_listening", address=settings.listen, port=port, phase="starting")
+        try:
+            # Setup enters the cleanup contexts (the restore and the journal replay, in a
+            # worker thread); cleanup after a failed setup closes what was opened.
             await runner.setup()
-            site = web.TCPSite(runner, settings.listen, settings.port, ssl_context=context)
-            try:
-                await site.start()
-            except OSError as exc:
-                runner.app[EXIT].write_snapshot = False
-                raise StartupError(
-                    f"cannot listen on {settings.listen}:{settings.port}: {exc.strerror or exc}"
-                ) from exc
+            assert runner.server is not None
+            current[0] = runner.server
+            # Keep-alive connections made while starting are closed after their request.
+            await starting.shutdown(SHUTDOWN_TIMEOUT)
             if context is None:
                 log.warning("tls_disabled", reason=reason, serving="plain HTTP")
+            _warn_about_access(settings)
             log.info(
                 "ome_started",
                 address=settings.listen,
-                port=runner.addresses[0][1],
+                port=port,
                 tls=context is not None,
                 executioner=settings.executioner_address,
                 dumpfile=str(settings.dumpfile),
                 dev=settings.dev,
+                chain_id=domain[0] if (domain := settings.signature_domain) else None,
+                trader_contract=domain[1] if domain else None,
             )
             await stop.wait()
+            app[READINESS].phase = Phase.draining
+            if settings.drain_delay and not fatal:
+                log.info("drain_started", seconds=settings.drain_delay)
+                await asyncio.sleep(settings.drain_delay)
         finally:
+            listener.close()
             await runner.cleanup()
+            await starting.shutdown(0)
     finally:
         if dev_runner is not None:
             await dev_runner.cleanup()
     if fatal:
         raise ServiceFailed(f"stopped after a journal failure: {fatal[0]}")
     log.info("ome_stopped")
+
+
+def _log_executioner(settings: Settings) -> None:
+    if settings.dev:
+        log.info("executioner_address", executioner="embedded development executioner")
+    elif settings.executioner_address == DEFAULT_EXECUTIONER:
+        log.warning(
+            "executioner_address",
+            executioner=settings.executioner_address,
+            reason="built-in default: set OME_EXECUTIONER_ADDRESS or --executioner_address",
+        )
+    else:
+        log.info("executioner_address", executioner=settings.executioner_address)
+
+
+def _warn_about_access(settings: Settings) -> None:
+    if settings.signature_domain is None:
+        log.warning(
+            "signatures_not_verified",
+            reason="--chain_id and --trader_contract not set",
+            checked_by="the executioner only",
+        )
+    if settings.allow_unsigned_cancel:
+        log.warning("unsigned_cancels_allowed", effect="a DELETE without a body cancels any order")
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

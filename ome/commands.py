@@ -126,14 +126,20 @@ Event = (
 
 @dataclass(slots=True)
 class Applied:
-    """What one command did. `fills` and `status` are set for a placed order."""
+    """What one command did; `fills` are those of a placed order."""
 
     seq: int
     time: int
     command: Command
     events: list[Event]
-    status: Status | None = None
     fills: list[Fill] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Placed(Applied):
+    """What placing an order did: also its status."""
+
+    status: Status = Status.ADD
 
     @property
     def markets(self) -> set[str]:
@@ -167,6 +173,7 @@ class Machine:
 
     def apply(self, seq: int, time: int, command: Command) -> Applied:
         """Apply `command` as number `seq` at `time`; raise an engine error and change nothing."""
+        applied: Applied
         if isinstance(command, Place):
             applied = self._place(seq, time, command)
         elif isinstance(command, Cancel):
@@ -182,7 +189,7 @@ class Machine:
         self.state.seq = seq
         return applied
 
-    def _place(self, seq: int, time: int, command: Place) -> Applied:
+    def _place(self, seq: int, time: int, command: Place) -> Placed:
         order = command.order
         book = self.state.exchange.get(order.target_tracer)
         status, fills, expired = book.submit(order, time)
@@ -205,7 +212,7 @@ class Machine:
                 )
         if order.amount_left:
             events.append(OrderRested(order, order.amount_left))
-        return Applied(seq, time, command, events, status, fills)
+        return Placed(seq, time, command, events, fills, status)
 
     def _cancel(self, seq: int, time: int, command: Cancel) -> Applied:
         book = self.state.exchange.get(command.market)
@@ -263,9 +270,10 @@ class Commands:
 
     async def place(self, order: Order) -> tuple[Status, list[Fill]]:
         """Match `order`, rest what is left; its status and fills once durable."""
-        applied = await self._durable(self._execute(Place(order)))
-        assert applied.status is not None
-        return applied.status, applied.fills
+        placed = await self._durable(self._execute(Place(order)))
+        if not isinstance(placed, Placed):
+            raise TypeError("Machine.apply of a Place yields Placed")
+        return placed.status, placed.fills
 
     async def cancel(self, market: str, order_id: str, *, owner: str | None = None) -> Applied:
         return await self._durable(self._execute(Cancel(market, order_id, owner)))
@@ -283,12 +291,11 @@ class Commands:
     # ------------------------------------------------------------ internals
 
     def _execute(self, command: Command) -> Applied:
-        journal = self.journal
-        if journal.failure is not None:
+        if self.journal.failure is not None:
             raise JournalUnavailable()
         time = self._clock()
         applied = self._machine.apply(self.state.seq + 1, time, command)
-        journal.append(applied.seq, encode(command, time))
+        self.journal.append(applied.seq, encode(command, time))
         for sink in self.sinks:
             try:
                 sink(applied)

@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Spellings of RUST_LOG and friends mapped onto the levels above.
@@ -49,6 +57,10 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 # The executioner's port when only its host is given (the original service's `executioner_ip`).
 EXECUTIONER_PORT = 3000
 DEFAULT_EXECUTIONER = f"http://localhost:{EXECUTIONER_PORT}"
+# The domain `--dev` verifies order signatures on: the one of the README's examples.
+DEV_CHAIN_ID = 1337
+DEV_TRADER_CONTRACT = "0x" + "33" * 20
+_HEX = frozenset("0123456789abcdef")
 
 
 class ConfigError(Exception):
@@ -153,6 +165,45 @@ def parse_boolean(value: str) -> bool:
     if word in _FALSE:
         return False
     raise ValueError("must be true or false")
+
+
+def parse_chain_id(value: str) -> int:
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) >= 2**256:
+        raise ValueError("must be a non-negative integer, e.g. 1 or 1337")
+    return int(text)
+
+
+def parse_address(value: str) -> str:
+    """`0x` + 40 hex digits in any case, as `0x` + lowercase."""
+    digits = value.strip().lower().removeprefix("0x")
+    if len(digits) != 40 or not _HEX.issuperset(digits):
+        raise ValueError("must be an address: 0x and 40 hex digits")
+    return "0x" + digits
+
+
+def parse_limit(value: str) -> int:
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError("must be a positive integer")
+    return int(text)
+
+
+def parse_token(value: str) -> str:
+    text = value.strip()
+    if not text:
+        raise ValueError("must not be blank")
+    return text
+
+
+def parse_delay(value: str) -> float:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0 <= seconds <= 3600:
+        raise ValueError("must be from 0 to 3600 seconds")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -303,16 +354,116 @@ class Settings(BaseModel):
             "the journal they cover is deleted",
         ),
     ] = 300.0
+    access_log: Annotated[
+        bool,
+        Option(
+            flags=("--access_log", "--access-log"),
+            env=("OME_ACCESS_LOG",),
+            parse=parse_boolean,
+            help="log one http_request line per request: method, route, status, latency, "
+            "request id",
+            switch=True,
+        ),
+    ] = False
+    metrics: Annotated[
+        bool,
+        Option(
+            flags=("--metrics",),
+            env=("OME_METRICS",),
+            parse=parse_boolean,
+            help="count requests, orders, deliveries and journal writes, served at GET /metrics "
+            "in the Prometheus text format (true or false)",
+        ),
+    ] = True
+    drain_delay: Annotated[
+        float,
+        Option(
+            flags=("--drain_delay", "--drain-delay"),
+            env=("OME_DRAIN_DELAY",),
+            parse=parse_delay,
+            help="seconds to go on serving after SIGTERM, GET /ready answering 503, so that "
+            "load balancers stop sending before the port closes",
+        ),
+    ] = 0.0
     dev: Annotated[
         bool,
         Option(
             flags=("--dev",),
             env=(),
             parse=parse_boolean,
-            help="run the development executioner in the same process and use it",
+            help="run the development executioner in the same process and use it; verify "
+            f"order signatures on chain {DEV_CHAIN_ID}, contract {DEV_TRADER_CONTRACT} unless "
+            "--chain_id and --trader_contract say otherwise",
             switch=True,
         ),
     ] = False
+    chain_id: Annotated[
+        int | None,
+        Option(
+            flags=("--chain_id", "--chain-id"),
+            env=("OME_CHAIN_ID", "NETWORK_ID"),
+            parse=parse_chain_id,
+            help="chain id of the EIP-712 domain orders are signed on; with --trader_contract, "
+            "every order's signature is verified here before the executioner's check",
+        ),
+    ] = None
+    trader_contract: Annotated[
+        str | None,
+        Option(
+            flags=("--trader_contract", "--trader-contract"),
+            env=("OME_TRADER_CONTRACT", "TRADER_CONTRACT"),
+            parse=parse_address,
+            help="the trader contract, verifyingContract of the orders' EIP-712 domain",
+        ),
+    ] = None
+    allow_unsigned_cancel: Annotated[
+        bool,
+        Option(
+            flags=("--allow_unsigned_cancel", "--allow-unsigned-cancel"),
+            env=("OME_ALLOW_UNSIGNED_CANCEL",),
+            parse=parse_boolean,
+            help="let a DELETE without a body cancel any order, as older frontends send it",
+            switch=True,
+        ),
+    ] = False
+    max_inflight_per_user: Annotated[
+        int,
+        Option(
+            flags=("--max_inflight_per_user", "--max-inflight-per-user"),
+            env=("OME_MAX_INFLIGHT_PER_USER",),
+            parse=parse_limit,
+            help="orders of one user waiting on the executioner's check at once; more get 429",
+        ),
+    ] = 16
+    max_markets: Annotated[
+        int,
+        Option(
+            flags=("--max_markets", "--max-markets"),
+            env=("OME_MAX_MARKETS",),
+            parse=parse_limit,
+            help="markets that may be open; POST /book beyond it gets 429",
+        ),
+    ] = 1000
+    max_orders_per_user: Annotated[
+        int,
+        Option(
+            flags=("--max_orders_per_user", "--max-orders-per-user"),
+            env=("OME_MAX_ORDERS_PER_USER",),
+            parse=parse_limit,
+            help="resting orders of one user in one market; an order that would rest beyond "
+            "it gets 429",
+        ),
+    ] = 10000
+    admin_token: Annotated[
+        str | None,
+        Option(
+            flags=("--admin_token", "--admin-token"),
+            env=("OME_ADMIN_TOKEN",),
+            parse=parse_token,
+            help="when set, POST /book needs Authorization: Bearer <token>; prefer the "
+            "environment variable, since a flag shows in the process list",
+        ),
+    ] = Field(None, repr=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -320,6 +471,35 @@ class Settings(BaseModel):
         if isinstance(value, str) and info.field_name is not None:
             return OPTIONS[info.field_name].parse(value)
         return value
+
+    @field_validator("max_inflight_per_user", "max_markets", "max_orders_per_user")
+    @classmethod
+    def _limit_is_positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be a positive integer")
+        return value
+
+    @model_validator(mode="after")
+    def _domain_is_complete(self) -> "Settings":
+        if (self.chain_id is None) != (self.trader_contract is None):
+            given, missing = "chain_id", "trader_contract"
+            if self.chain_id is None:
+                given, missing = missing, given
+            raise ValueError(
+                f"{OPTIONS[missing].flag} is missing (environment "
+                f"{' or '.join(OPTIONS[missing].env_names)}): with {OPTIONS[given].flag} set, "
+                "order signatures are verified and need both"
+            )
+        return self
+
+    @property
+    def signature_domain(self) -> tuple[int, str] | None:
+        """(chain id, trader contract) orders are verified on; None: not verified here."""
+        if self.chain_id is not None and self.trader_contract is not None:
+            return self.chain_id, self.trader_contract
+        if self.dev:
+            return DEV_CHAIN_ID, DEV_TRADER_CONTRACT
+        return None
 
 
 def _option_of(field: str) -> Option:
@@ -421,7 +601,10 @@ def load_settings(
         return Settings(**values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
         text = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:
+            # A rule across settings: its message names them.
+            raise ConfigError(text) from None
+        field = str(error["loc"][0])
         source = sources.get(field, field)
         raise ConfigError(f"{source}: invalid value {values.get(field)!r}: {text}") from None

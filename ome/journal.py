@@ -29,8 +29,10 @@ offset, and nothing is changed.
 """
 
 import asyncio
+import contextlib
 import os
 import struct
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -265,6 +267,8 @@ class Journal:
         # Figures for operators: records made durable, and the writes that did it.
         self.records_written = 0
         self.flushes = 0
+        # Told of each write: records in it and its seconds (the metrics' fsync histograms).
+        self.observer: Callable[[int, float], None] | None = None
 
     @property
     def appended_seq(self) -> int:
@@ -336,6 +340,7 @@ class Journal:
             if not queue:
                 queue.append(_Batch([], batch.last_seq))
             self._writing = batch
+            started = time.perf_counter()
             try:
                 await loop.run_in_executor(self._executor, self._write, batch)
             except Exception as exc:
@@ -346,6 +351,9 @@ class Journal:
             self.durable_seq = max(self.durable_seq, batch.last_seq)
             self.records_written += len(batch.chunks)
             self.flushes += 1 if batch.chunks else 0
+            if batch.chunks and self.observer is not None:
+                with contextlib.suppress(Exception):
+                    self.observer(len(batch.chunks), time.perf_counter() - started)
             if batch.done is not None:
                 batch.done.set_result(None)
 

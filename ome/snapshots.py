@@ -32,7 +32,6 @@ class Snapshotter:
         self._journal = journal
         self._dumpfile = dumpfile
         self._journal_dir = journal_dir
-        self._child: int | None = None
         self.taken = 0
 
     async def take(self) -> int:
@@ -47,26 +46,30 @@ class Snapshotter:
                 status = 0
             finally:
                 os._exit(status)
-        self._child = pid
         try:
-            loop = asyncio.get_running_loop()
-            _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
+            status = await self._wait_for(pid)
+            if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+                raise OSError(f"snapshot child failed with status {status}")
+            await self._journal.wait(boundary)
+            install(temporary, self._dumpfile)
         finally:
-            self._child = None
-        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            # After a failure, or a cancellation at shutdown (the final snapshot supersedes it).
             temporary.unlink(missing_ok=True)
-            raise OSError(f"snapshot child failed with status {status}")
-        await self._journal.wait(boundary)
-        install(temporary, self._dumpfile)
         self.taken += 1
         delete_covered_segments(self._journal_dir, boundary)
         return boundary
 
-    def abort(self) -> None:
-        """Stop a snapshot in progress (at shutdown): the final dump supersedes it."""
-        if self._child is not None:
+
+    @staticmethod
+    async def _wait_for(child: int) -> int:
+        """The child's exit status; a cancelled wait kills it (the waiting thread reaps it)."""
+        try:
+            _, status = await asyncio.get_running_loop().run_in_executor(None, os.waitpid, child, 0)
+        except BaseException:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self._child, signal.SIGKILL)
+                os.kill(child, signal.SIGKILL)
+            raise
+        return status
 
 
 def delete_covered_segments(journal_dir: Path, seq: int) -> int:

@@ -15,7 +15,7 @@ intermediate copies.
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.functional_validators import PlainValidator
 from pydantic_core import PydanticCustomError, from_json
 
@@ -55,6 +55,10 @@ def _address(value: object) -> str:
     return _hex(value, 40, "an address: 40 hex digits, with or without 0x")
 
 
+def _order_id(value: object) -> str:
+    return _hex(value, 64, "an order id: 64 hex digits, with or without 0x")
+
+
 def _signature(value: object) -> str:
     return _hex(value, 130, "a signature: 0x and 130 hex digits")
 
@@ -87,23 +91,92 @@ def _timestamp(value: object) -> int:
 
 
 def _side(value: object) -> Side:
-    side = _SIDES.get(value.lower()) if isinstance(value, str) else None
+    # ASCII only: str.lower() maps the Kelvin sign to "k", and "asK" is not a side.
+    side = _SIDES.get(value.lower()) if isinstance(value, str) and value.isascii() else None
     if side is None:
         raise PydanticCustomError("side", "must be Bid or Ask")
     return side
 
 
-Address = Annotated[str, PlainValidator(_address)]
-Quantity = Annotated[int, PlainValidator(_quantity)]
-Timestamp = Annotated[int, PlainValidator(_timestamp)]
-SideField = Annotated[Side, PlainValidator(_side)]
-Signature = Annotated[str, PlainValidator(_signature)]
+# ---------------------------------------------------------------- what they accept, as JSON Schema
+# Each schema states exactly what its validator above accepts (a test holds them to it), so
+# that the OpenAPI document describes the parser rather than an ideal of it.
+
+
+def decimal_pattern(maximum: int, *, minimum: int) -> str:
+    """A regular expression matching the decimal strings of minimum..maximum (minimum 0 or 1).
+
+    Leading zeros are accepted, as the parser strips them. The bound is spelled out digit by
+    digit (below the maximum's first digit, or equal to it and below its second, ...).
+    """
+    digits = str(maximum)
+    alternatives = []
+    if len(digits) > 1:
+        alternatives.append(f"[1-9][0-9]{{0,{len(digits) - 2}}}")
+    for i, digit in enumerate(digits):
+        low = 1 if i == 0 else 0
+        if int(digit) > low:
+            rest = len(digits) - i - 1
+            high = int(digit) - 1
+            below = str(low) if low == high else f"[{low}-{high}]"
+            alternatives.append(digits[:i] + below + (f"[0-9]{{{rest}}}" if rest else ""))
+    alternatives.append(digits)
+    positive = "0*(?:" + "|".join(alternatives) + ")"
+    return f"^{positive}$" if minimum else f"^(?:0+|{positive})$"
+
+
+def _hex_schema(digits: int, what: str) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "pattern": f"^(?:0[xX])?[0-9a-fA-F]{{{digits}}}$",
+        "description": f"{what}: {digits} hex digits, with or without 0x, any case",
+    }
+
+
+def _integer_schema(maximum: int, minimum: int, what: str) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "integer", "minimum": minimum, "maximum": maximum},
+            {"type": "string", "pattern": decimal_pattern(maximum, minimum=minimum)},
+        ],
+        "description": f"{what}: a JSON integer (written without a fraction or exponent) or "
+        f"a string of decimal digits, {minimum} to {maximum}",
+    }
+
+
+ADDRESS_SCHEMA = _hex_schema(40, "An Ethereum address")
+ORDER_ID_SCHEMA = _hex_schema(64, "An order id")
+SIGNATURE_SCHEMA = _hex_schema(130, "A 65-byte signature")
+QUANTITY_SCHEMA = _integer_schema(MAX_UINT128, 1, "A price or amount")
+TIMESTAMP_SCHEMA = _integer_schema(_MAX_TIME, 0, "Unix seconds")
+SIDE_SCHEMA = {
+    "type": "string",
+    "pattern": "^(?:[bB][iI][dD]|[aA][sS][kK])$",
+    "description": "Bid or Ask, in any case",
+}
+
+Address = Annotated[str, PlainValidator(_address), WithJsonSchema(ADDRESS_SCHEMA)]
+Quantity = Annotated[int, PlainValidator(_quantity), WithJsonSchema(QUANTITY_SCHEMA)]
+Timestamp = Annotated[int, PlainValidator(_timestamp), WithJsonSchema(TIMESTAMP_SCHEMA)]
+SideField = Annotated[Side, PlainValidator(_side), WithJsonSchema(SIDE_SCHEMA)]
+Signature = Annotated[str, PlainValidator(_signature), WithJsonSchema(SIGNATURE_SCHEMA)]
+OrderId = Annotated[str, PlainValidator(_order_id), WithJsonSchema(ORDER_ID_SCHEMA)]
+
+
+def _either_spelling(schema: dict[str, Any]) -> None:
+    """`signed_data` may come as `signedData`, which is read only when `signed_data` is absent."""
+    signature = schema["properties"]["signed_data"]
+    schema["required"].remove("signed_data")
+    schema["anyOf"] = [
+        {"required": ["signed_data"]},
+        {"required": ["signedData"], "properties": {"signedData": signature}},
+    ]
 
 
 class OrderRequest(BaseModel):
     """The body of `POST /book/{market}/order`. `id` and `amount_left` are ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=_either_spelling)
 
     user: Address
     target_tracer: Address
@@ -121,6 +194,20 @@ class MarketRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     market: Address
+
+
+class CancelRequest(BaseModel):
+    """The body of `PATCH` / `DELETE /book/{market}/order/{order_id}`, the frontend's shape.
+
+    The signature is taken as the client wrote it: it is checked only once the
+    order is found, so that an unknown order is 404 whatever the signature.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    signature: str | None = None
+    market_id: Address | None = Field(None, validation_alias=AliasChoices("marketId", "market_id"))
+    order_id: OrderId | None = Field(None, validation_alias=AliasChoices("orderId", "order_id"))
 
 
 # ---------------------------------------------------------------- parsers
@@ -154,6 +241,25 @@ def parse_order(data: dict[str, Any]) -> Order:
         created=req.created,
         signed_data=req.signed_data,
     )
+
+
+def parse_cancel(body: bytes, market: str, order_id: str) -> str | None:
+    """The signature of a cancel of `order_id` in `market` (both canonical); None without one.
+
+    An empty body is a cancel without a signature. `marketId` and `orderId`,
+    when given, must name the path's market and order.
+    """
+    if not body.strip():
+        return None
+    try:
+        req = CancelRequest.model_validate(parse_body(body))
+    except ValidationError as exc:
+        raise InvalidRequest(_describe(exc, "Invalid cancel")) from None
+    if req.market_id is not None and req.market_id != market:
+        raise InvalidRequest(f"marketId {req.market_id} is not the market in the path {market}")
+    if req.order_id is not None and req.order_id != order_id:
+        raise InvalidRequest(f"orderId {req.order_id} is not the order in the path {order_id}")
+    return req.signature
 
 
 def parse_market_body(data: dict[str, Any]) -> str:

@@ -1,10 +1,11 @@
-"""Fixtures shared by every test package: the fake executioner."""
+"""Fixtures shared by every test package: the fake executioner, started OME processes."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tests.fakes import FakeExecutioner
+from tests.processes import Ome
 
 
 @pytest.fixture
@@ -15,3 +16,14 @@ async def fake_executioner() -> AsyncIterator[FakeExecutioner]:
         yield fake
     finally:
         await fake.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Ome]]:
+    """The OME processes a test starts; those still running at its end are killed."""
+    started: list[Ome] = []
+    yield started
+    for ome in started:
+        ome.kill()
+
+

@@ -21,7 +21,8 @@ import pytest
 
 from ome.persistence import read_dump
 from tests.fakes import FakeExecutioner
-from tests.test_lifecycle import MARKET, REPO, START_TIMEOUT, Ome, get_book, order_body
+from tests.processes import REPO, START_TIMEOUT, Ome
+from tests.test_lifecycle import MARKET, get_book, order_body
 
 # A byte that is not UTF-8; aiohttp turns it into a lone surrogate, which no
 # JSON encoder of UTF-8 accepts and no response header can carry.

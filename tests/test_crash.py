@@ -34,7 +34,7 @@ from ome.records import Cancel, Place, decode
 from ome.recovery import recover
 from ome.state import State
 from tests.fakes import FakeExecutioner
-from tests.test_lifecycle import Ome
+from tests.processes import Ome
 
 MARKET = "0x" + "5a" * 20
 SIGNATURE = "0x" + "cd" * 65
@@ -202,4 +202,7 @@ async def test_kill_9_under_load_loses_nothing_acknowledged(
     for request in fake_executioner.submits:
         pair = (request.body["maker"]["id"], request.body["taker"]["id"])
         assert request.headers["Idempotency-Key"] == history.fills[pair][1]
-    assert len(final.outbox) == 0
+    # A pair may still be pending when its answer and SIGTERM crossed: it is one already
+    # delivered, to be sent again with the same key (at-least-once).
+    delivered_keys = {key for keys in received_keys.values() for key in keys}
+    assert {pair.key for pair in final.outbox.pairs()} <= delivered_keys

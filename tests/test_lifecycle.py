@@ -9,7 +9,6 @@ app in process, with a clock they move, for what needs time to pass.
 
 import asyncio
 import json
-import os
 import random
 import signal
 import ssl
@@ -31,81 +30,11 @@ from ome.engine import Exchange, Order, Side
 from ome.persistence import read_dump, write_dump
 from ome.state import State
 from tests.fakes import FakeExecutioner
+from tests.processes import REPO, Ome
+from tests.signers import sign_order
 
-REPO = Path(__file__).resolve().parents[1]
 MARKET = "0x" + "5a" * 20
 SIGNATURE = "0x" + "cd" * 65
-START_TIMEOUT = 20.0
-
-
-class Ome:
-    """One `python -m ome` process; stdout (JSON log lines) and stderr go to files."""
-
-    def __init__(self, folder: Path, *args: str, name: str = "ome") -> None:
-        self.folder = folder
-        self.stdout_path = folder / f"{name}.out"
-        self.stderr_path = folder / f"{name}.err"
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        for variable in list(env):
-            if variable.startswith("OME_") or variable in ("port", "address", "RUST_LOG"):
-                del env[variable]
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ome", "-l", "127.0.0.1", "-p", "0", *args],
-                cwd=folder,
-                env=env,
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-            )
-        self.url = ""
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        lines = self.stdout_path.read_text().splitlines()
-        events = [json.loads(line) for line in lines if line.startswith("{")]
-        return [e for e in events if name is None or e["event"] == name]
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    async def started(self, *, scheme: str = "http") -> "Ome":
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            started = self.events("ome_started")
-            if started:
-                self.url = f"{scheme}://127.0.0.1:{started[0]['port']}"
-                return self
-            if self.process.poll() is not None:
-                pytest.fail(f"ome exited with {self.process.returncode}: {self.stderr}")
-            await asyncio.sleep(0.05)
-        pytest.fail("ome did not start in time")
-
-    async def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.process.send_signal(signum)
-        return await self.exited()
-
-    async def exited(self, timeout: float = START_TIMEOUT) -> int:
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                self.process.kill()
-                pytest.fail("ome did not exit in time")
-            await asyncio.sleep(0.05)
-        return self.process.returncode
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def processes() -> Any:
-    started: list[Ome] = []
-    yield started
-    for ome in started:
-        ome.kill()
 
 
 def order_body(user: int, side: str, price: int, amount: int, created: int, **extra: Any) -> Any:
@@ -359,6 +288,34 @@ async def test_certificate_and_key_present_serve_tls(tmp_path: Path, processes: 
     assert await ome.stop() == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "warnings"),
+    [
+        ((), {"signatures_not_verified"}),
+        (("--allow_unsigned_cancel",), {"signatures_not_verified", "unsigned_cancels_allowed"}),
+        (("--chain_id", "5", "--trader_contract", "0x" + "ab" * 20), set()),
+        (("--dev",), set()),
+    ],
+    ids=["plain", "unsigned cancels", "domain", "dev"],
+)
+async def test_start_warns_about_what_is_not_verified(
+    tmp_path: Path, processes: list[Ome], args: tuple[str, ...], warnings: set[str]
+) -> None:
+    ome = Ome(tmp_path, "--force-no-tls", *args)
+    processes.append(ome)
+    await ome.started()
+    access = {"signatures_not_verified", "unsigned_cancels_allowed"}
+    assert {e["event"] for e in ome.events() if e["level"] == "warning"} & access == warnings
+    (started,) = ome.events("ome_started")
+    if "--dev" in args:
+        assert (started["chain_id"], started["trader_contract"]) == (1337, "0x" + "33" * 20)
+    elif "--chain_id" in args:
+        assert (started["chain_id"], started["trader_contract"]) == (5, "0x" + "ab" * 20)
+    else:
+        assert started["chain_id"] is None
+    assert await ome.stop() == 0
+
+
 async def test_force_no_tls_wins_over_present_certificate(
     tmp_path: Path, processes: list[Ome]
 ) -> None:
@@ -382,9 +339,19 @@ async def test_dev_mode_matches_and_settles_with_the_embedded_executioner(
     async with aiohttp.ClientSession() as session:
         await create_market(session, ome.url)
         url = f"{ome.url}/book/{MARKET}/order"
-        async with session.post(url, json=order_body(1, "Ask", 100, 5, 1)) as response:
+        # --dev verifies signatures on the README's domain: a forged order is refused.
+        forged = {**sign_order(order_body(1, "Ask", 100, 5, 1), 1), "price": "99"}
+        async with session.post(url, json=forged) as response:
+            assert (response.status, await response.json()) == (
+                400,
+                {"status": 400, "message": "invalid_signature"},
+            )
+        ask_body = sign_order(order_body(1, "Ask", 100, 5, 1), 1)
+        async with session.post(url, json=ask_body) as response:
             ask = await response.json()
-        async with session.post(url, json=order_body(2, "Bid", 101, 2, 1)) as response:
+        async with session.post(
+            url, json=sign_order(order_body(2, "Bid", 101, 2, 1), 2)
+        ) as response:
             bid = await response.json()
     assert bid["message"] == "FullMatch"
     deadline = time.monotonic() + 5
@@ -499,3 +466,80 @@ async def test_restore_drops_expired_orders_and_shutdown_dumps(
     state = read_dump(dumpfile)
     assert state is not None
     assert [o.id for o in state.exchange.get(MARKET).orders()] == [kept.id]
+
+
+# ---------------------------------------------------------------- operator hygiene
+
+
+def existing_dump(path: Path) -> bytes:
+    """A dumpfile as another version might have written it: what a rewrite would change."""
+    exchange = Exchange()
+    exchange.create(MARKET)
+    write_dump(path, State(exchange))
+    content = path.read_bytes() + b"\n\n"
+    path.write_bytes(content)
+    return content
+
+
+async def test_a_start_on_a_busy_port_leaves_the_dumpfile_untouched(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    first = Ome(tmp_path, "--dumpfile", "a.json", name="first")
+    processes.append(first)
+    await first.started()
+    port = first.url.rsplit(":", 1)[1]
+    dumpfile = tmp_path / "b.json"
+    content = existing_dump(dumpfile)
+    inode = dumpfile.stat().st_ino
+    second = Ome(tmp_path, "--dumpfile", "b.json", "-p", port, name="second")
+    processes.append(second)
+    assert await second.exited() == 1
+    assert dumpfile.read_bytes() == content
+    assert dumpfile.stat().st_ino == inode
+    assert second.events("state_dumped") == []
+    assert await first.stop() == 0
+
+
+async def test_a_start_with_bad_tls_files_leaves_the_dumpfile_untouched(
+    tmp_path: Path, processes: list[Ome]
+) -> None:
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    (tmp_path / "pkey.secret").write_text("not a key")
+    dumpfile = tmp_path / "dump.json"
+    content = existing_dump(dumpfile)
+    ome = Ome(tmp_path, "--dumpfile", "dump.json")
+    processes.append(ome)
+    assert await ome.exited() == 1
+    assert "cert.pem" in ome.stderr
+    assert "Traceback" not in ome.stderr
+    assert dumpfile.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "level", "address"),
+    [
+        ((), {}, "warning", "http://localhost:3000"),
+        ((), {"executioner_ip": "127.0.0.1"}, "info", "http://127.0.0.1:3000"),
+        (("--executioner_address", "http://127.0.0.1:9"), {}, "info", "http://127.0.0.1:9"),
+    ],
+)
+async def test_the_start_logs_the_executioner_address_and_warns_on_the_default(
+    tmp_path: Path,
+    processes: list[Ome],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    environ: dict[str, str],
+    level: str,
+    address: str,
+) -> None:
+    for name in ("executioner_ip", "executioner_address"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    ome = Ome(tmp_path, *args)
+    processes.append(ome)
+    await ome.started()
+    (event,) = ome.events("executioner_address")
+    assert (event["level"], event["executioner"]) == (level, address)
+    assert ome.events("ome_started")[0]["executioner"] == address
+    assert await ome.stop() == 0

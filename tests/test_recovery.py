@@ -163,3 +163,31 @@ def test_a_record_that_does_not_apply_stops_recovery(tmp_path: Path) -> None:
     (tmp_path / segment_name(1)).write_bytes(frame(1, bad))
     with pytest.raises(RecoveryError, match="record 1 cannot be replayed"):
         recover(tmp_path / "absent.json", tmp_path, repair=False)
+
+
+@pytest.mark.parametrize("after", [0, 1, 2])
+async def test_a_cancelled_snapshot_leaves_the_old_one_and_no_temporary_file(
+    tmp_path: Path, after: int
+) -> None:
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    dumpfile = tmp_path / "dump.json"
+    dumpfile.write_bytes(b"the old snapshot")
+    commands, task = live(journal_dir)
+    await random_session(commands, random.Random(after), 100)
+    taking = asyncio.create_task(
+        Snapshotter(commands.state, commands.journal, dumpfile, journal_dir).take()
+    )
+    for _ in range(after):
+        await asyncio.sleep(0)
+    taking.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await taking
+    if not taking.cancelled():
+        assert digest(recover(dumpfile, journal_dir, repair=False).state) == digest(
+            commands.state
+        )
+    else:
+        assert dumpfile.read_bytes() == b"the old snapshot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.json", "journal"]
+    await stop(commands, task)

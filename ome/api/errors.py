@@ -10,6 +10,13 @@ is a bug: a logged 500 with a generic message.
 
 from aiohttp import web
 
+from ome.access import (
+    AccessError,
+    AdminTokenRequired,
+    AdminTokenWrong,
+    InFlightLimitReached,
+    SignatureRequired,
+)
 from ome.engine import (
     BookIntegrityError,
     DuplicateOrder,
@@ -28,6 +35,7 @@ from ome.engine import (
 )
 from ome.executioner import ExecutionerError, ExecutionerRejected, ExecutionerUnavailable
 from ome.journal import JournalUnavailable
+from ome.signing import InvalidSignature
 from ome.wire import InvalidRequest
 
 INTERNAL_ERROR = "Internal server error"
@@ -50,6 +58,12 @@ STATUS: dict[type[BaseException], int | None] = {
     # Only raised when restoring a dumpfile, never by a request: if it ever is, it is a bug.
     SnapshotError: 500,
     InvalidRequest: 400,
+    InvalidSignature: 400,
+    AccessError: 403,
+    AdminTokenRequired: 401,
+    AdminTokenWrong: 403,
+    SignatureRequired: 401,
+    InFlightLimitReached: 429,
     ExecutionerError: 503,
     ExecutionerRejected: 400,
     ExecutionerUnavailable: 503,

@@ -5,11 +5,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ome.access import InFlight
 from ome.api.feed import Feed, FeedLimits
+from ome.api.health import Readiness
 from ome.commands import Commands
 from ome.config import Settings
 from ome.delivery import Sender
 from ome.executioner import ExecutionerClient
+from ome.metrics import Metrics
+from ome.signing import Domain
 
 SETTINGS = web.AppKey("settings", Settings)
 COMMANDS = web.AppKey("commands", Commands)
@@ -33,3 +37,9 @@ class Exit:
 
 
 EXIT = web.AppKey("exit", Exit)
+# The domain order signatures are verified on; None when they are left to the executioner.
+ORDER_DOMAIN: web.AppKey[Domain | None] = web.AppKey("order_domain")
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
+READINESS = web.AppKey("readiness", Readiness)
+# None when metrics are turned off.
+METRICS: web.AppKey[Metrics | None] = web.AppKey("metrics")

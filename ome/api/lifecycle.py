@@ -45,7 +45,7 @@ from ome.api.keys import (
 from ome.commands import Commands
 from ome.delivery import Sender
 from ome.eventlog import log_events
-from ome.journal import Journal, JournalError, SegmentFile, check_folder
+from ome.journal import Journal, JournalError, JournalUnavailable, SegmentFile, check_folder
 from ome.persistence import check_writable, digest, write_dump
 from ome.recovery import recover
 from ome.snapshots import Snapshotter, delete_covered_segments
@@ -64,7 +64,8 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     dumpfile, journal_dir = settings.dumpfile, settings.journal_dir
     check_writable(dumpfile)
-    recovered = recover(dumpfile, journal_dir, repair=True)
+    # In a worker thread, so that the port answers probes while a large state loads.
+    recovered = await asyncio.to_thread(recover, dumpfile, journal_dir, repair=True)
     check_folder(journal_dir)
     current = recovered.state
     if recovered.torn is not None:
@@ -172,11 +173,8 @@ async def periodic_snapshots(app: web.Application) -> AsyncIterator[None]:
     )
     app[SNAPSHOTTER] = snapshotter
     task = _snapshot_forever(snapshotter, commands, settings.snapshot_interval)
-    try:
-        async with _background(task, "snapshots"):
-            yield
-    finally:
-        snapshotter.abort()
+    async with _background(task, "snapshots"):
+        yield
 
 
 async def feed(app: web.Application) -> AsyncIterator[None]:
@@ -222,7 +220,7 @@ async def _snapshot_forever(snapshotter: Snapshotter, commands: Commands, interv
             continue
         try:
             last = await snapshotter.take()
-        except (OSError, JournalError) as exc:
+        except (OSError, JournalError, JournalUnavailable) as exc:
             log.error("snapshot_failed", reason=str(exc))
         else:
             log.info("snapshot_written", seq=last)

@@ -15,7 +15,18 @@ The full-book reads are streamed (`ome.api.streaming`); `/ws` is the feed
 
 from aiohttp import web
 
-from ome.api.keys import COMMANDS, EXECUTIONER, FEED
+from ome.access import authorize_admin
+from ome.api import openapi
+from ome.api.keys import (
+    COMMANDS,
+    EXECUTIONER,
+    FEED,
+    IN_FLIGHT,
+    METRICS,
+    ORDER_DOMAIN,
+    READINESS,
+    SETTINGS,
+)
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
 from ome.api.streaming import book_pieces, orders_pieces, streamed_json
 from ome.engine import Book
@@ -27,6 +38,8 @@ from ome.marketdata import (
     depth_json,
     recent_trades,
 )
+from ome.metrics import CONTENT_TYPE
+from ome.signing import verify_order
 from ome.wire import (
     markets_json,
     message,
@@ -51,11 +64,28 @@ async def health(request: web.Request) -> web.Response:
     return json_response(message(200, "Healthy"))
 
 
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(body=openapi.document_bytes(), content_type="application/json")
+
+
+async def ready(request: web.Request) -> web.Response:
+    status, body = request.app[READINESS].report()
+    return json_response(body, status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    figures = request.app[METRICS]
+    if figures is None:
+        raise web.HTTPNotFound(reason="Metrics are turned off")
+    return web.Response(body=figures.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
 async def list_markets(request: web.Request) -> web.Response:
     return json_response(markets_json(request.app[COMMANDS].markets()))
 
 
 async def create_market(request: web.Request) -> web.Response:
+    authorize_admin(request.headers.get("Authorization"), request.app[SETTINGS].admin_token)
     market = parse_market_body(parse_body(await request.read()))
     await request.app[COMMANDS].create_market(market)
     return json_response(message(201, "Market created"), 201)
@@ -84,9 +114,14 @@ async def feed(request: web.Request) -> web.StreamResponse:
 async def submit_order(request: web.Request) -> web.Response:
     request[MARKET] = market = parse_address(request.match_info["market"], "market")
     request[ORDER] = order = parse_order(parse_body(await request.read()))
-    commands = request.app[COMMANDS]
+    app = request.app
+    commands = app[COMMANDS]
     commands.check_entry(market, order)
-    await request.app[EXECUTIONER].check(order.to_dict())
+    domain = app[ORDER_DOMAIN]
+    if domain is not None:
+        verify_order(domain, order)
+    with app[IN_FLIGHT].hold(order.user):
+        await app[EXECUTIONER].check(order.to_dict())
     status, fills = await commands.place(order)
     return json_response(submit_json(order, status, fills))
 
@@ -120,6 +155,9 @@ async def preflight(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", health)
+    router.add_get("/ready", ready)
+    router.add_get("/metrics", metrics)
+    router.add_get("/openapi.json", openapi_document)
     router.add_get("/book", list_markets)
     router.add_post("/book", create_market)
     router.add_get("/book/{market}", get_book)

@@ -65,11 +65,13 @@ def clock() -> Clock:
 
 @pytest.fixture
 def settings(tmp_path: Path, fake_executioner: FakeExecutioner) -> Settings:
+    # Tests of other features cancel orders of made-up users, who have no keys to sign with.
     return Settings(
         port=0,
         executioner_address=fake_executioner.url,
         dumpfile=tmp_path / "dump.json",
         journal_dir=tmp_path / "journal",
+        allow_unsigned_cancel=True,
     )
 
 

@@ -94,12 +94,15 @@ def test_root_filesystem_is_read_only_and_the_pod_never_runs_as_root() -> None:
     assert pod_security["fsGroup"] == pod_security["runAsGroup"]
 
 
-@pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
-def test_probes_ask_the_served_port_for_health(probe: str) -> None:
+@pytest.mark.parametrize(
+    ("probe", "path"),
+    [("startupProbe", "/"), ("readinessProbe", "/ready"), ("livenessProbe", "/")],
+)
+def test_probes_ask_the_served_port_for_health(probe: str, path: str) -> None:
     served = load_settings([], environ=image_env() | _container_env()).port
     (port,) = (p["containerPort"] for p in _container()["ports"])
     get = _container()[probe]["httpGet"]
-    assert get["path"] == "/"
+    assert get["path"] == path
     assert get["port"] == port == served == Settings().port
     assert get.get("scheme", "HTTP") == "HTTP"
 
@@ -110,13 +113,15 @@ def test_listens_on_every_pod_interface_in_plain_http() -> None:
     assert settings.force_no_tls
 
 
-def test_grace_period_leaves_time_to_write_the_dump() -> None:
+def test_grace_period_leaves_time_to_drain_and_write_the_dump() -> None:
     # Imported here: the entry point pulls in the whole service, which the other checks
     # of this file do not need.
     import ome.__main__
 
     grace = _pod()["terminationGracePeriodSeconds"]
-    assert grace >= ome.__main__.SHUTDOWN_TIMEOUT + DUMP_MARGIN_SECONDS
+    drain = load_settings([], environ=image_env() | _container_env()).drain_delay
+    assert drain > 0, "without a drain delay the port closes before the endpoints are updated"
+    assert grace >= drain + ome.__main__.SHUTDOWN_TIMEOUT + DUMP_MARGIN_SECONDS
 
 
 def test_resources_are_requested_and_limited() -> None:

@@ -158,9 +158,12 @@ class Service:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"the service exited:\n{self.output()}"
             try:
-                return _get(self.url + "/")
+                # `/` answers while the state is still restoring; `/ready` says when it is done.
+                if _get(self.url + "/ready")[0] == 200:
+                    return _get(self.url + "/")
             except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise AssertionError(f"no answer within {START_TIMEOUT} s:\n{self.output()}")
 
     def terminate(self) -> int:

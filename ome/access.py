@@ -1,0 +1,82 @@
+"""Who may do what: the admin token, signed cancels, and the per-user cap on orders in flight.
+
+Pure and synchronous. `InFlight` counts, per user, the submissions between
+their local checks and the end of the executioner's `/check`, so that one
+user's flood waits on its own cap (429) instead of queueing ahead of everyone
+else's orders; a count is released however the check ends. Token comparison
+takes constant time.
+"""
+
+import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+BEARER = "bearer "
+
+
+class AccessError(Exception):
+    """A request this caller may not make; the message is meant for the client."""
+
+
+class AdminTokenRequired(AccessError):
+    def __init__(self) -> None:
+        super().__init__("Admin token required: Authorization: Bearer <token>")
+
+
+class AdminTokenWrong(AccessError):
+    def __init__(self) -> None:
+        super().__init__("Wrong admin token")
+
+
+class SignatureRequired(AccessError):
+    def __init__(self) -> None:
+        super().__init__("Signature required")
+
+
+class InFlightLimitReached(AccessError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"In-flight limit reached: {limit} orders of this user are already being checked"
+        )
+        self.limit = limit
+
+
+def authorize_admin(authorization: str | None, token: str | None) -> None:
+    """Nothing when no token is configured or `authorization` is `Bearer <token>`."""
+    if token is None:
+        return
+    if not authorization or authorization[: len(BEARER)].lower() != BEARER:
+        raise AdminTokenRequired()
+    given = authorization[len(BEARER) :].strip()
+    if not given:
+        raise AdminTokenRequired()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise AdminTokenWrong()
+
+
+class InFlight:
+    """Per user, how many submissions are waiting on the executioner's check."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+
+    def count(self, user: str) -> int:
+        return self._counts.get(user, 0)
+
+    @contextmanager
+    def hold(self, user: str) -> Iterator[None]:
+        """One slot of `user` for the duration; InFlightLimitReached when none is free."""
+        counts = self._counts
+        held = counts.get(user, 0)
+        if held >= self.limit:
+            raise InFlightLimitReached(self.limit)
+        counts[user] = held + 1
+        try:
+            yield
+        finally:
+            left = counts[user] - 1
+            if left:
+                counts[user] = left
+            else:
+                del counts[user]

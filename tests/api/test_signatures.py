@@ -1,0 +1,279 @@
+"""Order signatures verified locally, before the executioner's check; the admin token;
+the per-user cap on orders waiting for the check."""
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from ome.api.app import create_app
+from ome.config import Settings
+from tests.api.conftest import MARKET, NOW, Client, Clock, order_body, refused, submit
+from tests.fakes import FakeExecutioner
+from tests.signers import DEV_DOMAIN, address, sign_order
+
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[1] / "vectors" / "signatures.json").read_text()
+)
+VECTOR = VECTORS["order"]
+VECTOR_MARKET = VECTOR["target_tracer"].lower()
+N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def vector_body(**changes: Any) -> dict[str, Any]:
+    body = {k: v for k, v in VECTOR.items() if k != "id"}
+    body.update(changes)
+    return body
+
+
+def with_signature(r: int, s: int, v: int) -> str:
+    return "0x" + r.to_bytes(32, "big").hex() + s.to_bytes(32, "big").hex() + f"{v:02x}"
+
+
+def parts(signature: str) -> tuple[int, int, int]:
+    raw = bytes.fromhex(signature[2:])
+    return int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+
+
+async def verifying_client(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    clock: Clock,
+    chain_id: int = 1337,
+    contract: str = "0x" + "33" * 20,
+    **more: Any,
+) -> Client:
+    configured = settings.model_copy(
+        update={"chain_id": chain_id, "trader_contract": contract, **more}
+    )
+    return await aiohttp_client(create_app(configured, clock=clock, executioner_timeout=10.0))
+
+
+async def open_market(client: Client, market: str, **kwargs: Any) -> None:
+    response = await client.post("/book", json={"market": market}, **kwargs)
+    assert response.status == 201, await response.text()
+
+
+# ---------------------------------------------------------------- order signatures
+
+
+async def test_vector_order_is_accepted_on_its_domain(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    clock: Clock,
+    fake_executioner: FakeExecutioner,
+) -> None:
+    client = await verifying_client(aiohttp_client, settings, clock)
+    await open_market(client, VECTOR_MARKET)
+    answer = await submit(client, vector_body(), VECTOR_MARKET)
+    assert (answer["message"], answer["id"]) == ("Add", VECTOR["id"])
+    (check,) = fake_executioner.bodies("check")
+    assert check["order"]["signed_data"] == VECTOR["signed_data"]
+
+
+def _flip(signature: str, part: str) -> str:
+    r, s, v = parts(signature)
+    return with_signature(r ^ 1, s, v) if part == "r" else with_signature(r, s ^ 1, v)
+
+
+def _high_s(signature: str) -> str:
+    r, s, v = parts(signature)
+    return with_signature(r, N - s, 55 - v)
+
+
+@pytest.mark.parametrize(
+    ("domain", "change"),
+    [
+        ({"chain_id": 1}, {}),
+        ({"contract": "0x" + "34" * 20}, {}),
+        ({}, {"price": str(int(VECTOR["price"]) + 1)}),
+        ({}, {"amount": "1"}),
+        ({}, {"side": "Ask"}),
+        ({}, {"expiration": VECTOR["expiration"] - 1}),
+        ({}, {"created": VECTOR["created"] + 1}),
+        ({}, {"user": "0x" + "17" * 20}),
+        ({}, {"signed_data": _flip(VECTOR["signed_data"], "r")}),
+        ({}, {"signed_data": _flip(VECTOR["signed_data"], "s")}),
+        ({}, {"signed_data": _high_s(VECTOR["signed_data"])}),
+        ({}, {"signed_data": with_signature(*parts(VECTOR["signed_data"])[:2], 29)}),
+        ({}, {"signed_data": "0x" + "00" * 65}),
+    ],
+    ids=[
+        "other chain",
+        "other contract",
+        "price",
+        "amount",
+        "side",
+        "expiration",
+        "created",
+        "user",
+        "bit of r",
+        "bit of s",
+        "high s",
+        "v 29",
+        "zeros",
+    ],
+)
+async def test_vector_refused_with_invalid_signature(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    clock: Clock,
+    fake_executioner: FakeExecutioner,
+    domain: dict[str, Any],
+    change: dict[str, Any],
+) -> None:
+    client = await verifying_client(aiohttp_client, settings, clock, **domain)
+    await open_market(client, VECTOR_MARKET)
+    path = f"/book/{VECTOR_MARKET}/order"
+    text = await refused(client, "POST", path, 400, json=vector_body(**change))
+    assert text == "invalid_signature"
+    assert fake_executioner.checks == []
+    book = await (await client.get(f"/book/{VECTOR_MARKET}")).json()
+    assert book["depth"] == [0, 0]
+
+
+async def test_signatures_of_other_keys_verify_and_match(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock
+) -> None:
+    client = await verifying_client(aiohttp_client, settings, clock)
+    await open_market(client, MARKET)
+    await submit(client, sign_order(order_body(side="Ask", price=100, amount=3), 1))
+    answer = await submit(client, sign_order(order_body(side="Bid", price=100, amount=3), 2))
+    assert answer["message"] == "FullMatch"
+    resting = await (await client.get(f"/book/{MARKET}/{address(1)}")).json()
+    assert resting == []
+
+
+async def test_without_a_domain_signatures_are_left_to_the_executioner(
+    client: Client, fake_executioner: FakeExecutioner
+) -> None:
+    await open_market(client, VECTOR_MARKET)
+    await submit(client, vector_body(price="1"), VECTOR_MARKET)
+    assert len(fake_executioner.checks) == 1
+
+
+async def test_dev_verifies_on_the_readme_domain_unless_told_otherwise(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock, tmp_path: Path
+) -> None:
+    dev = await aiohttp_client(create_app(settings.model_copy(update={"dev": True}), clock=clock))
+    await open_market(dev, VECTOR_MARKET)
+    await submit(dev, vector_body(), VECTOR_MARKET)
+    text = await refused(
+        dev, "POST", f"/book/{VECTOR_MARKET}/order", 400, json=vector_body(created=NOW + 5)
+    )
+    assert text == "invalid_signature"
+
+    elsewhere = await aiohttp_client(
+        create_app(
+            settings.model_copy(
+                update={
+                    "dev": True,
+                    "chain_id": 5,
+                    "trader_contract": MARKET,
+                    "journal_dir": tmp_path / "other-journal",
+                    "dumpfile": tmp_path / "other-dump.json",
+                }
+            ),
+            clock=clock,
+        )
+    )
+    await open_market(elsewhere, VECTOR_MARKET)
+    text = await refused(elsewhere, "POST", f"/book/{VECTOR_MARKET}/order", 400, json=vector_body())
+    assert text == "invalid_signature"
+    body = sign_order(vector_body(), 3, type(DEV_DOMAIN).of(5, MARKET))
+    await submit(elsewhere, body, VECTOR_MARKET)
+
+
+# ---------------------------------------------------------------- the admin token
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer"}, 401),
+        ({"Authorization": "Basic c2VjcmV0"}, 401),
+        ({"Authorization": "Bearer not-the-token"}, 403),
+        ({"Authorization": "Bearer s3cret-tok"}, 403),
+        ({"Authorization": "Bearer s3cret-token"}, 201),
+        ({"Authorization": "bearer s3cret-token"}, 201),
+    ],
+    ids=["none", "empty", "basic", "wrong", "prefix", "right", "lower-case scheme"],
+)
+async def test_admin_token_guards_market_creation(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    clock: Clock,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    configured = settings.model_copy(update={"admin_token": "s3cret-token"})
+    client = await aiohttp_client(create_app(configured, clock=clock))
+    response = await client.post("/book", json={"market": MARKET}, headers=headers)
+    assert response.status == status
+    markets = (await (await client.get("/book")).json())["markets"]
+    assert markets == ([MARKET] if status == 201 else [])
+
+
+async def test_without_admin_token_anyone_creates_markets(client: Client) -> None:
+    response = await client.post("/book", json={"market": MARKET})
+    assert response.status == 201
+
+
+async def test_admin_token_is_checked_before_the_body(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock
+) -> None:
+    configured = settings.model_copy(update={"admin_token": "t"})
+    client = await aiohttp_client(create_app(configured, clock=clock))
+    text = await refused(client, "POST", "/book", 401, data=b"not json")
+    assert "Authorization: Bearer" in text
+
+
+# ---------------------------------------------------------------- orders in flight per user
+
+
+async def test_orders_waiting_for_the_check_are_capped_per_user(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    clock: Clock,
+    fake_executioner: FakeExecutioner,
+) -> None:
+    configured = settings.model_copy(update={"max_inflight_per_user": 3})
+    client = await aiohttp_client(create_app(configured, clock=clock, executioner_timeout=10.0))
+    await open_market(client, MARKET)
+    fake_executioner.hang(path="check")
+    path = f"/book/{MARKET}/order"
+    waiting = [
+        asyncio.create_task(client.post(path, json=order_body(1, created=NOW + i)))
+        for i in range(3)
+    ]
+    await fake_executioner.wait_for("check", 3)
+    text = await refused(client, "POST", path, 429, json=order_body(1, created=NOW + 9))
+    assert "In-flight limit reached: 3" in text
+    # Another user is not held up by the first one's flood.
+    other = asyncio.create_task(client.post(path, json=order_body(2)))
+    await fake_executioner.wait_for("check", 4)
+    fake_executioner.release()
+    assert [(await task).status for task in (*waiting, other)] == [200] * 4
+    # Slots are given back once the checks end.
+    await submit(client, order_body(1, created=NOW + 10))
+
+
+async def test_a_failed_check_gives_its_slot_back(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    clock: Clock,
+    fake_executioner: FakeExecutioner,
+) -> None:
+    configured = settings.model_copy(update={"max_inflight_per_user": 1})
+    client = await aiohttp_client(create_app(configured, clock=clock))
+    await open_market(client, MARKET)
+    fake_executioner.reject("invalid_signature")
+    path = f"/book/{MARKET}/order"
+    for created in (NOW, NOW + 1):
+        await refused(client, "POST", path, 400, json=order_body(1, created=created))
+    fake_executioner.reset()
+    await submit(client, order_body(1, created=NOW + 2))
