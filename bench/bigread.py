@@ -69,6 +69,21 @@ def write_book(path: Path, orders: int) -> None:
     write_dump(path, State(exchange))
 
 
+async def wait_serving(base: str, timeout: float) -> None:
+    """Until `GET /ready` answers 200: the state restored, the book open for orders."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(base + "/ready") as response:
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, OSError):
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"{base} did not become ready")
+
+
 def quantile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
@@ -138,6 +153,7 @@ async def measure(orders: int, rounds: int) -> dict[str, Any]:
             await bench_http.wait_ready(f"{executioner}/check", exec_process, method="POST")
             bench_http.STARTUP_TIMEOUT = 600.0
             await bench_http.wait_ready(base, ome_process)
+            await wait_serving(base, 900)
             alone = start_probe(base, 3.0)
             baseline = json.loads(alone.communicate(timeout=60)[0])
             print(f"  GET / alone:            {summary(baseline)}")

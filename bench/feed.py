@@ -53,6 +53,21 @@ bench_http = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_http)
 
 
+async def wait_serving(base: str, timeout: float) -> None:
+    """Until `GET /ready` answers 200: the state restored, the book open for orders."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(base + "/ready") as response:
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, OSError):
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"{base} did not become ready")
+
+
 def quantile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
@@ -92,20 +107,26 @@ async def connect(base: str, request: dict[str, Any]) -> tuple[Any, Any]:
 def frames(buffer: bytearray) -> list[tuple[int, bytes]]:
     """The complete (opcode, payload) frames at the front of `buffer`, removed from it."""
     found = []
-    while len(buffer) >= 2:
-        size, offset = buffer[1] & 0x7F, 2
+    view = memoryview(buffer)
+    offset = 0
+    end = len(buffer)
+    while end - offset >= 2:
+        size, start = view[offset + 1] & 0x7F, offset + 2
         if size == 126:
-            if len(buffer) < 4:
+            if end - offset < 4:
                 break
-            size, offset = struct.unpack_from("!H", buffer, 2)[0], 4
+            size, start = struct.unpack_from("!H", view, offset + 2)[0], offset + 4
         elif size == 127:
-            if len(buffer) < 10:
+            if end - offset < 10:
                 break
-            size, offset = struct.unpack_from("!Q", buffer, 2)[0], 10
-        if len(buffer) < offset + size:
+            size, start = struct.unpack_from("!Q", view, offset + 2)[0], offset + 10
+        if start + size > end:
             break
-        found.append((buffer[0] & 0x0F, bytes(buffer[offset : offset + size])))
-        del buffer[: offset + size]
+        found.append((view[offset] & 0x0F, bytes(view[start : start + size])))
+        offset = start + size
+    view.release()
+    # One move of what is left, not one per frame.
+    del buffer[:offset]
     return found
 
 
@@ -116,6 +137,7 @@ async def subscribe_all(
     arrivals: dict[int, list[float]] = {}
     gaps = 0
     closed = 0
+    close_codes: dict[str, int] = {}
     request = {"op": "subscribe", "market": market, "channels": channels}
     connections = [await connect(base, request) for _ in range(count)]
     print("ready", flush=True)
@@ -132,6 +154,8 @@ async def subscribe_all(
             buffer += data
             for opcode, payload in frames(buffer):
                 if opcode == 0x8:
+                    code = str(struct.unpack("!H", payload[:2])[0]) if payload else "none"
+                    close_codes[code] = close_codes.get(code, 0) + 1
                     closed += 1
                     return
                 if opcode != 0x1:
@@ -154,7 +178,12 @@ async def subscribe_all(
     await asyncio.gather(*tasks, return_exceptions=True)
     for _, writer in connections:
         writer.close()
-    return {"arrivals": {str(k): v for k, v in arrivals.items()}, "gaps": gaps, "closed": closed}
+    return {
+        "arrivals": {str(k): v for k, v in arrivals.items()},
+        "gaps": gaps,
+        "closed": closed,
+        "close_codes": close_codes,
+    }
 
 
 def run_subscribers(
@@ -217,7 +246,8 @@ async def fan_out(base: str, subscribers: int, rate: float, count: int) -> None:
         f"\nfan-out: {subscribers} subscribers, {count} updates at {rate:g}/s: "
         f"latency from answer to arrival p50 {quantile(latencies, 0.5):.2f} ms, "
         f"p99 {quantile(latencies, 0.99):.2f} ms, max {max(latencies):.2f} ms; "
-        f"missing {missing}, gaps {result['gaps']}, closed early {result['closed']}"
+        f"missing {missing}, gaps {result['gaps']}, closed early {result['closed']} "
+        f"(close codes {result['close_codes']})"
     )
 
 
@@ -268,6 +298,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
     ) as ome_process:  # fmt: skip
         await bench_http.wait_ready(f"{executioner}/check", exec_process, method="POST")
         await bench_http.wait_ready(base, ome_process)
+        await wait_serving(base, 60)
         print(
             f"=== feed benchmark: {args.subscribers} subscribers fan-out, "
             f"Python {sys.version.split()[0]}"

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
@@ -29,6 +30,7 @@ from tests.api.conftest import (
     random_flow,
     submit,
 )
+from tests.builders import serving
 
 # Generous: these bound a hang, not a speed.
 WAIT = 10.0
@@ -313,3 +315,23 @@ async def test_shutdown_closes_every_socket_at_once_and_still_dumps(
         assert kinds[0] in (WSMsgType.CLOSE, WSMsgType.CLOSED)
     assert settings.dumpfile.exists()
     await deaf.close()
+
+
+async def test_a_websocket_outlives_the_http_deadlines(settings: Settings, clock: Clock) -> None:
+    """Frames after the upgrade are not a request whose headers are late (408) or idle."""
+    app = create_app(settings, clock=clock, executioner_timeout=EXECUTIONER_TIMEOUT)
+    deadline = 0.2
+    async with (
+        serving(
+            app, keepalive_timeout=deadline, header_timeout=deadline, body_timeout=deadline
+        ) as (host, port),
+        aiohttp.ClientSession() as session,
+    ):
+        base = f"http://{host}:{port}"
+        async with session.post(f"{base}/book", json={"market": MARKET}) as response:
+            assert response.status == 201
+        async with session.ws_connect(f"{base}/ws") as ws:
+            for _ in range(8):
+                await subscribe(ws, ["trades"])
+                await asyncio.sleep(deadline)
+            assert not ws.closed
