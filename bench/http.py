@@ -30,7 +30,8 @@ Configurations, interleaved in every run, each OME load on a market of its own:
   throughput ratio is the figure of merit (goal >= 0.7);
 - `ome submit, metrics off`: the same submissions to a second OME started
   with `--metrics false`; `ome submit` over it is what counting costs (goal
-  >= 0.95).
+  >= 0.95). Besides throughput, each OME's CPU time per submission is read
+  from /proc: on a shared machine it is the steadier figure of the two.
 
 With N connections always busy, mean latency is N / throughput (Little's
 law): at 64 connections a p99 under 20 ms needs well over 3,000 requests/s.
@@ -361,6 +362,23 @@ async def create_market(base: str, market: str) -> None:
         assert response.status == 201, await response.text()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux); what its requests cost whatever
+    else the machine is doing, unlike throughput on a shared box."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_load(pid: int, *args: Any) -> Any:
+    """`run_load` that also records the server's CPU microseconds per request."""
+    before = cpu_seconds(pid)
+    result = run_load(*args)
+    used = cpu_seconds(pid) - before
+    requests = sum(kind["count"] for kind in result["kinds"].values())
+    result["cpu_us_per_request"] = 1e6 * used / requests if requests else 0.0
+    return result
+
+
 def run_load(base: str, market: str, mix: str, seconds: float, connections: int, seed: int) -> Any:
     output = subprocess.run(
         [
@@ -452,13 +470,16 @@ async def orchestrate(
             await create_market(ome, mix_market)
             await create_market(ome, submit_market)
             collected["ome mix"].append(run_load(ome, mix_market, "mix", seconds, connections, run))
-            collected["ome submit"].append(
-                run_load(ome, submit_market, "submit", seconds, connections, run)
-            )
             await create_market(bare, submit_market)
-            collected["ome submit, metrics off"].append(
-                run_load(bare, submit_market, "submit", seconds, connections, run)
-            )
+            # Alternated, so that neither always runs first after the mix.
+            pair = [
+                ("ome submit", ome_process.pid, ome),
+                ("ome submit, metrics off", bare_process.pid, bare),
+            ]
+            for name, pid, url in pair if run % 2 == 0 else reversed(pair):
+                collected[name].append(
+                    measured_load(pid, url, submit_market, "submit", seconds, connections, run)
+                )
             collected["baseline"].append(
                 run_load(baseline, submit_market, "submit", seconds, connections, run)
             )
@@ -472,9 +493,18 @@ async def orchestrate(
         f"\nsubmission throughput ratio OME / baseline: {ours['rps'] / theirs['rps']:.2f} "
         f"(goal >= 0.70); OME submit p99 {ours['p99_ms']:.1f} ms (goal < 20 ms)"
     )
+    on_runs, off_runs = collected["ome submit"], collected["ome submit, metrics off"]
+    paired = [
+        a["kinds"]["submit"]["rps"] / b["kinds"]["submit"]["rps"]
+        for a, b in zip(on_runs, off_runs, strict=True)
+    ]
+    cpu_on = statistics.median(r["cpu_us_per_request"] for r in on_runs)
+    cpu_off = statistics.median(r["cpu_us_per_request"] for r in off_runs)
     print(
         f"submission throughput metrics on / off: {ours['rps'] / off['submit']['rps']:.3f} "
-        "(goal >= 0.95)"
+        f"(medians), per run {', '.join(f'{r:.3f}' for r in paired)} (goal >= 0.95)\n"
+        f"OME CPU per submission: {cpu_on:.0f} us with metrics, {cpu_off:.0f} us without: "
+        f"on / off throughput at equal CPU {cpu_off / cpu_on:.3f}"
     )
 
 

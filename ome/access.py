@@ -1,6 +1,9 @@
 """Who may do what: the admin token, signed cancels, and the per-user cap on orders in flight.
 
-Pure and synchronous. `InFlight` counts, per user, the submissions between
+Pure and synchronous. A cancel names its owner by its signature (EIP-191
+`personal_sign` of `cancel:<order id>`); whether the owner is the order's
+user is decided by the engine's cancel, inside the command path, so that no
+other way to cancel can skip it. `InFlight` counts, per user, the submissions between
 their local checks and the end of the executioner's `/check`, so that one
 user's flood waits on its own cap (429) instead of queueing ahead of everyone
 else's orders; a count is released however the check ends. Token comparison
@@ -10,6 +13,8 @@ takes constant time.
 import hmac
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from ome.signing import cancel_signer
 
 BEARER = "bearer "
 
@@ -52,6 +57,16 @@ def authorize_admin(authorization: str | None, token: str | None) -> None:
         raise AdminTokenRequired()
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise AdminTokenWrong()
+
+
+def cancel_owner(signature: str | None, order_id: str, *, unsigned_allowed: bool) -> str | None:
+    """Who asks to cancel `order_id`: the signer of `signature`, or None for an unsigned
+    cancel where those are allowed. SignatureRequired or InvalidSignature otherwise."""
+    if signature is None:
+        if unsigned_allowed:
+            return None
+        raise SignatureRequired()
+    return cancel_signer(order_id, signature)
 
 
 class InFlight:

@@ -31,7 +31,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ome.engine import Book, Fill, Order, Side, Status
+from ome.engine import (
+    Book,
+    Fill,
+    MarketLimitReached,
+    Order,
+    OrderLimitReached,
+    Side,
+    Status,
+)
 from ome.journal import Journal, JournalUnavailable
 from ome.outbox import make_pair
 from ome.records import (
@@ -232,6 +240,24 @@ class Machine:
 # ---------------------------------------------------------------- the live path
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one caller may add; None is no limit.
+
+    Checked on the live path only, before the command is applied, never by
+    `Machine.apply`: a replay must rebuild whatever was accepted, and state
+    restored above a limit that was lowered since is kept (only new entries
+    are refused).
+    """
+
+    max_markets: int | None = None
+    # Resting orders per user per market.
+    max_orders_per_user: int | None = None
+
+
+NO_LIMITS = Limits()
+
+
 class Commands:
     """The live command path over one `State`, its journal and its sinks."""
 
@@ -242,12 +268,14 @@ class Commands:
         clock: Callable[[], int],
         *,
         sinks: Sequence[Sink] = (),
+        limits: Limits = NO_LIMITS,
     ) -> None:
         self.state = state
         self.journal = journal
         self._clock = clock
         self._machine = Machine(state)
         self.sinks: list[Sink] = list(sinks)
+        self.limits = limits
 
     # ------------------------------------------------------------ reads
 
@@ -260,17 +288,31 @@ class Commands:
     def check_entry(self, market: str, order: Order) -> Book:
         """Raise what placing `order` in `market` would be refused for, now; change nothing."""
         book = self.state.exchange.get(market)
-        book.check_entry(order, self._clock())
+        now = self._clock()
+        book.check_entry(order, now)
+        self._within_order_limit(book, order, now)
         return book
 
     # ------------------------------------------------------------ commands
 
     async def create_market(self, market: str) -> Applied:
+        """Open a book; MarketExists before MarketLimitReached, as the engine orders them."""
+        limit = self.limits.max_markets
+        books = self.state.exchange.books
+        if limit is not None and market not in books and len(books) >= limit:
+            raise MarketLimitReached(limit)
         return await self._durable(self._execute(CreateMarket(market)))
 
     async def place(self, order: Order) -> tuple[Status, list[Fill]]:
-        """Match `order`, rest what is left; its status and fills once durable."""
-        placed = await self._durable(self._execute(Place(order)))
+        """Match `order`, rest what is left; its status and fills once durable.
+
+        OrderLimitReached when its user already rests the limit in this market
+        and the order would not match in full; decided before anything trades.
+        """
+        now = self._clock()
+        book = self.state.exchange.get(order.target_tracer)
+        self._within_order_limit(book, order, now)
+        placed = await self._durable(self._execute(Place(order), now))
         if not isinstance(placed, Placed):
             raise TypeError("Machine.apply of a Place yields Placed")
         return placed.status, placed.fills
@@ -290,10 +332,21 @@ class Commands:
 
     # ------------------------------------------------------------ internals
 
-    def _execute(self, command: Command) -> Applied:
+    def _within_order_limit(self, book: Book, order: Order, now: int) -> None:
+        limit = self.limits.max_orders_per_user
+        if (
+            limit is not None
+            and book.resting_count(order.user) >= limit
+            and book.fillable(order, now) < order.amount_left
+        ):
+            raise OrderLimitReached(limit)
+
+    def _execute(self, command: Command, time: int | None = None) -> Applied:
+        """Apply, journal and publish `command` at `time` (default: now)."""
         if self.journal.failure is not None:
             raise JournalUnavailable()
-        time = self._clock()
+        if time is None:
+            time = self._clock()
         applied = self._machine.apply(self.state.seq + 1, time, command)
         self.journal.append(applied.seq, encode(command, time))
         for sink in self.sinks:

@@ -1,6 +1,6 @@
 """A stand-in executioner for development: checks orders, validates and logs matched pairs.
 
-It speaks the executioner's side of API.md "Executioner (outbound)":
+It speaks the executioner's side of docs/API.md "Executioner":
 
 - `POST /check` `{"order": order}`: 200 when the order is well formed (canonical
   addresses, an id that matches its fields, amounts within 1..2^128-1, a

@@ -1,6 +1,6 @@
-"""The JSON shapes of API.md: parsing what clients send, emitting what they receive.
+"""The JSON shapes of docs/API.md: parsing what clients send, emitting what they receive.
 
-Parsing accepts every encoding variant of API.md "Encodings" and turns it into
+Parsing accepts every encoding variant of docs/API.md "Field encodings" and turns it into
 the engine's canonical values (addresses and ids `0x` + lowercase hex, exact
 ints, `Side`); whatever cannot be accepted raises `InvalidRequest` with a
 message that names the field and says why. Emitting builds plain dicts and

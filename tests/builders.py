@@ -5,6 +5,8 @@ signature and the same time, and a change of the wire format is one edit.
 """
 
 import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -15,16 +17,92 @@ import structlog
 from aiohttp import web
 from structlog.testing import LogCapture
 
+from ome.engine import Order, Side
+
 # Unix seconds at which the tests' clocks start.
 NOW = 1_700_000_000
+# An expiration no test reaches, by its own clock or the real one.
+FAR_FUTURE = 4_102_444_800
 MARKET = "0x61f5a3d36c10d7ea1d797e70f7486eb7ad177481"
 OTHER_MARKET = "0x" + "ab" * 20
 SIG = "0x" + "5e" * 65
+
+# `created` of orders built without one: distinct, so ids never collide by accident.
+_created = itertools.count(NOW - 10**8)
 
 
 def user(n: int) -> str:
     """The address of trader number `n`."""
     return "0x" + f"{n:040x}"
+
+
+def make_order(
+    side: Side = Side.Bid,
+    price: int = 100,
+    amount: int = 10,
+    *,
+    trader: int | str = 1,
+    market: str = MARKET,
+    expiration: int = FAR_FUTURE,
+    created: int | None = None,
+    signed_data: str = SIG,
+) -> Order:
+    """An order as the engine holds it; `trader` is a number (see `user`) or an address."""
+    return Order.create(
+        user=user(trader) if isinstance(trader, int) else trader,
+        target_tracer=market,
+        side=side,
+        price=price,
+        amount=amount,
+        expiration=expiration,
+        created=next(_created) if created is None else created,
+        signed_data=signed_data,
+    )
+
+
+def bid(price: int, amount: int, **fields: Any) -> Order:
+    return make_order(Side.Bid, price, amount, **fields)
+
+
+def ask(price: int, amount: int, **fields: Any) -> Order:
+    return make_order(Side.Ask, price, amount, **fields)
+
+
+def order_body(
+    who: int = 1,
+    side: str = "Bid",
+    price: int | str = 100,
+    amount: int | str = 10,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """An order as a client sends it (decimal strings); `...` as a value drops that field."""
+    data: dict[str, Any] = {
+        "user": user(who),
+        "target_tracer": MARKET,
+        "side": side,
+        "price": str(price),
+        "amount": str(amount),
+        "expiration": str(NOW + 3600),
+        "created": str(NOW),
+        "signed_data": SIG,
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not ...}
+
+
+def live_body(
+    who: int, side: str, price: int, amount: int, created: int, **overrides: Any
+) -> dict[str, Any]:
+    """An order body for a service on the real clock (a subprocess): it expires in an hour."""
+    return order_body(
+        who,
+        side,
+        price,
+        amount,
+        created=str(created),
+        expiration=str(int(time.time()) + 3600),
+        **overrides,
+    )
 
 
 class Clock:

@@ -19,6 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 20.0
 
 
+# The settings' names without the OME_ prefix (the original service's and the executioner's).
+BARE_NAMES = ("port", "address", "RUST_LOG", "NETWORK_ID", "TRADER_CONTRACT")
+
+
 class Ome:
     """One `python -m ome` process; stdout (JSON log lines) and stderr go to files."""
 
@@ -28,13 +32,7 @@ class Ome:
         self.stderr_path = folder / f"{name}.err"
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         for variable in list(env):
-            if variable.startswith("OME_") or variable in (
-                "port",
-                "address",
-                "RUST_LOG",
-                "NETWORK_ID",
-                "TRADER_CONTRACT",
-            ):
+            if variable.startswith("OME_") or variable in BARE_NAMES:
                 del env[variable]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(

@@ -20,9 +20,10 @@ import aiohttp
 import pytest
 
 from ome.persistence import read_dump
+from tests.builders import MARKET, live_body
 from tests.fakes import FakeExecutioner
 from tests.processes import REPO, START_TIMEOUT, Ome
-from tests.test_lifecycle import MARKET, get_book, order_body
+from tests.test_lifecycle import get_book
 
 # A byte that is not UTF-8; aiohttp turns it into a lone surrogate, which no
 # JSON encoder of UTF-8 accepts and no response header can carry.
@@ -100,21 +101,24 @@ async def exited(process: subprocess.Popen[bytes], timeout: float = START_TIMEOU
 async def test_requests_signals_and_dump_survive_a_broken_stdout(
     tmp_path: Path, fake_executioner: FakeExecutioner
 ) -> None:
-    args = ("--executioner_address", fake_executioner.url, "--dumpfile", "dump.json")
+    args = (
+        *("--executioner_address", fake_executioner.url, "--dumpfile", "dump.json"),
+        "--allow_unsigned_cancel",
+    )
     process, url = start_with_piped_stdout(tmp_path, *args)
     try:
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{url}/book", json={"market": MARKET}) as response:
                 assert response.status == 201
             order_url = f"{url}/book/{MARKET}/order"
-            async with session.post(order_url, json=order_body(1, "Ask", 100, 5, 1)) as response:
+            async with session.post(order_url, json=live_body(1, "Ask", 100, 5, 1)) as response:
                 assert response.status == 200
                 ask = await response.json()
-            async with session.post(order_url, json=order_body(2, "Bid", 100, 2, 1)) as response:
+            async with session.post(order_url, json=live_body(2, "Bid", 100, 2, 1)) as response:
                 assert response.status == 200
                 bid = await response.json()
             assert bid["message"] == "FullMatch"
-            async with session.post(order_url, json=order_body(3, "Bid", 90, 1, 1)) as response:
+            async with session.post(order_url, json=live_body(3, "Bid", 90, 1, 1)) as response:
                 assert response.status == 200
                 resting = await response.json()
             cancel = f"{url}/book/{MARKET}/order/{resting['id']}"
@@ -173,10 +177,10 @@ async def test_a_non_utf8_request_id_is_replaced_and_the_request_answered(
         request_id = b"X-Request-Id: " + NOT_UTF8
         status, answer = await raw_request(ome.url, post("/book", {"market": MARKET}, request_id))
         assert (status, answer["status"]) == (201, 201)
-        order = order_body(1, "Ask", 100, 5, 1)
+        order = live_body(1, "Ask", 100, 5, 1)
         status, ask = await raw_request(ome.url, post(f"/book/{MARKET}/order", order, request_id))
         assert (status, ask["message"]) == (200, "Add")
-        order = order_body(2, "Bid", 100, 5, 1)
+        order = live_body(2, "Bid", 100, 5, 1)
         status, bid = await raw_request(ome.url, post(f"/book/{MARKET}/order", order, request_id))
         assert (status, bid["message"]) == (200, "FullMatch")
         await fake_executioner.wait_delivered(1)

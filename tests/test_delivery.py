@@ -20,27 +20,11 @@ from ome.executioner import ExecutionerClient
 from ome.journal import Journal, SegmentFile
 from ome.outbox import Pair, make_pair
 from ome.state import State
+from tests.builders import MARKET, NOW, make_order
 from tests.fakes import FakeExecutioner
 
-MARKET = "0x" + "ab" * 20
 MAKER_USER = "0x" + "11" * 20
 TAKER_USER = "0x" + "22" * 20
-SIGNATURE = "0x" + "cd" * 65
-NOW = 1_700_000_000
-LATER = NOW + 3600
-
-
-def order(user: str, side: Side, price: int, amount: int, created: int = NOW) -> Order:
-    return Order.create(
-        user=user,
-        target_tracer=MARKET,
-        side=side,
-        price=price,
-        amount=amount,
-        expiration=LATER,
-        created=created,
-        signed_data=SIGNATURE,
-    )
 
 
 class Desk:
@@ -84,12 +68,14 @@ class Desk:
         asks = []
         for price, amount in makers:
             self._created += 1
-            ask = order(MAKER_USER, Side.Ask, price, amount, created=NOW + self._created)
+            created = NOW + self._created
+            ask = make_order(Side.Ask, price, amount, trader=MAKER_USER, created=created)
             await self.commands.place(ask)
             asks.append(ask)
         self._created += 1
-        bid = order(
-            TAKER_USER, Side.Bid, max(p for p, _ in makers), taker_amount, NOW + self._created
+        price = max(p for p, _ in makers)
+        bid = make_order(
+            Side.Bid, price, taker_amount, trader=TAKER_USER, created=NOW + self._created
         )
         _, fills = await self.commands.place(bid)
         return asks, bid, fills
@@ -239,11 +225,12 @@ async def test_a_pair_waits_for_its_journal_record(
     disk.open(1)
     desk.commands.journal = Journal(disk, durable_seq=0)
     async with desk:
-        ask = order(MAKER_USER, Side.Ask, 100, 1)
+        ask = make_order(Side.Ask, 100, 1, trader=MAKER_USER)
         await desk.commands.place(ask)
         desk.start_sending()
         disk.held.clear()
-        placing = asyncio.create_task(desk.commands.place(order(TAKER_USER, Side.Bid, 100, 1)))
+        bid = make_order(Side.Bid, 100, 1, trader=TAKER_USER)
+        placing = asyncio.create_task(desk.commands.place(bid))
         await _until(lambda: len(desk.pending()) == 1)
         await asyncio.sleep(0.3)
         assert fake_executioner.submits == []
@@ -265,8 +252,8 @@ def test_keys_name_market_command_and_fill_index() -> None:
 def _fills() -> list[Fill]:
     book = Book(MARKET)
     for i in range(3):
-        book.submit(order(MAKER_USER, Side.Ask, 100, 1, created=NOW + i), NOW)
-    return book.submit(order(TAKER_USER, Side.Bid, 100, 3), NOW)[1]
+        book.submit(make_order(Side.Ask, 100, 1, trader=MAKER_USER, created=NOW + i), NOW)
+    return book.submit(make_order(Side.Bid, 100, 3, trader=TAKER_USER), NOW)[1]
 
 
 async def test_each_delivery_outcome_is_logged_with_market_and_orders(

@@ -7,34 +7,10 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from ome.devexecutioner import create_dev_executioner
-from ome.engine import Order, Side
-
-NOW = 1_700_000_000
-MARKET = "0x" + "ab" * 20
-OTHER = "0x" + "cd" * 20
-SIGNATURE = "0x" + "ef" * 65
+from ome.engine import Order
+from tests.builders import NOW, OTHER_MARKET, ask, bid
 
 Client = TestClient[Any, Any]
-
-
-def order(
-    user: int = 1,
-    side: Side = Side.Ask,
-    price: int = 100,
-    *,
-    market: str = MARKET,
-    expiration: int = NOW + 60,
-) -> Order:
-    return Order.create(
-        user=f"0x{user:040x}",
-        target_tracer=market,
-        side=side,
-        price=price,
-        amount=10,
-        expiration=expiration,
-        created=NOW,
-        signed_data=SIGNATURE,
-    )
 
 
 @pytest.fixture
@@ -43,7 +19,7 @@ async def client(aiohttp_client: AiohttpClient) -> Client:
 
 
 async def test_check_accepts_a_well_formed_unexpired_order(client: Client) -> None:
-    response = await client.post("/check", json={"order": order().to_dict()})
+    response = await client.post("/check", json={"order": ask(100, 10).to_dict()})
     assert response.status == 200
     assert await response.json() == {"status": 200, "message": "ok"}
 
@@ -63,9 +39,9 @@ async def test_check_accepts_a_well_formed_unexpired_order(client: Client) -> No
 async def test_check_refuses_malformed_or_expired_orders(
     client: Client, change: dict[str, str], reason: str
 ) -> None:
-    wire = order().to_dict() | change
+    wire = ask(100, 10).to_dict() | change
     if "expiration" in change:
-        wire = order(expiration=NOW).to_dict()
+        wire = ask(100, 10, expiration=NOW).to_dict()
     response = await client.post("/check", json={"order": wire})
     assert response.status == 400
     body = await response.json()
@@ -79,8 +55,8 @@ async def test_check_refuses_bad_bodies(client: Client, raw: bytes) -> None:
 
 
 async def test_submit_accepts_a_crossing_pair(client: Client) -> None:
-    maker = order(1, Side.Ask, 100)
-    taker = order(2, Side.Bid, 101)
+    maker = ask(100, 10, trader=1)
+    taker = bid(101, 10, trader=2)
     pair = {"maker": maker.to_dict(amount_left=0), "taker": taker.to_dict(amount_left=0)}
     response = await client.post("/submit", json=pair, headers={"Idempotency-Key": "k"})
     assert response.status == 200
@@ -92,10 +68,10 @@ async def test_submit_accepts_a_crossing_pair(client: Client) -> None:
 @pytest.mark.parametrize(
     ("maker", "taker", "reason"),
     [
-        (order(1, Side.Ask, 100), order(2, Side.Ask, 100), "same side"),
-        (order(1, Side.Ask, 100), order(2, Side.Bid, 100, market=OTHER), "different markets"),
-        (order(1, Side.Ask, 102), order(2, Side.Bid, 101), "do not cross"),
-        (order(1, Side.Bid, 99), order(2, Side.Ask, 100), "do not cross"),
+        (ask(100, 10, trader=1), ask(100, 10, trader=2), "same side"),
+        (ask(100, 10, trader=1), bid(100, 10, trader=2, market=OTHER_MARKET), "different markets"),
+        (ask(102, 10, trader=1), bid(101, 10, trader=2), "do not cross"),
+        (bid(99, 10, trader=1), ask(100, 10, trader=2), "do not cross"),
     ],
 )
 async def test_submit_refuses_pairs_that_cannot_settle(
@@ -109,6 +85,7 @@ async def test_submit_refuses_pairs_that_cannot_settle(
 
 
 async def test_submit_refuses_a_malformed_order(client: Client) -> None:
-    pair = {"maker": order().to_dict() | {"price": "x"}, "taker": order(2, Side.Bid).to_dict()}
+    maker = ask(100, 10).to_dict() | {"price": "x"}
+    pair = {"maker": maker, "taker": bid(100, 10, trader=2).to_dict()}
     response = await client.post("/submit", json=pair)
     assert response.status == 400

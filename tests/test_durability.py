@@ -45,6 +45,7 @@ async def service(
         executioner_address=fake_executioner.url,
         dumpfile=tmp_path / "dump.json",
         journal_dir=tmp_path / "journal",
+        allow_unsigned_cancel=True,
     )
     client = await aiohttp_client(create_app(settings, clock=Clock(), on_fatal=fatal.append))
     assert (await client.post("/book", json={"market": MARKET})).status == 201

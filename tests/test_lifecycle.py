@@ -26,29 +26,13 @@ from pytest_aiohttp import AiohttpClient
 
 from ome.api.app import create_app
 from ome.config import Settings
-from ome.engine import Exchange, Order, Side
+from ome.engine import Exchange, Side
 from ome.persistence import read_dump, write_dump
 from ome.state import State
+from tests.builders import MARKET, Clock, live_body, make_order, order_body
 from tests.fakes import FakeExecutioner
 from tests.processes import REPO, Ome
 from tests.signers import sign_order
-
-MARKET = "0x" + "5a" * 20
-SIGNATURE = "0x" + "cd" * 65
-
-
-def order_body(user: int, side: str, price: int, amount: int, created: int, **extra: Any) -> Any:
-    return {
-        "user": f"0x{user:040x}",
-        "target_tracer": MARKET,
-        "side": side,
-        "price": str(price),
-        "amount": str(amount),
-        "expiration": str(int(time.time()) + 3600),
-        "created": str(created),
-        "signed_data": SIGNATURE,
-        **extra,
-    }
 
 
 async def create_market(session: aiohttp.ClientSession, url: str) -> None:
@@ -70,9 +54,9 @@ async def trader(url: str, user: int, acked: list[tuple[Any, Any]], failures: li
         while True:
             created += 1
             if rng.random() < 0.5:
-                body = order_body(user, "Bid", rng.randint(97, 101), rng.randint(1, 5), created)
+                body = live_body(user, "Bid", rng.randint(97, 101), rng.randint(1, 5), created)
             else:
-                body = order_body(user, "Ask", rng.randint(100, 104), rng.randint(1, 5), created)
+                body = live_body(user, "Ask", rng.randint(100, 104), rng.randint(1, 5), created)
             try:
                 async with session.post(f"{url}/book/{MARKET}/order", json=body) as response:
                     data = await response.json()
@@ -163,7 +147,7 @@ async def test_sigint_dumps_and_restart_serves_the_identical_book(
             (1, "Ask", 105, 3), (1, "Ask", 103, 2), (2, "Ask", 103, 4),
             (3, "Bid", 99, 5), (4, "Bid", 100, 1), (5, "Bid", 104, 4),
         ]:  # fmt: skip
-            body = order_body(user, side, price, amount, 1)
+            body = live_body(user, side, price, amount, 1)
             async with session.post(f"{first.url}/book/{MARKET}/order", json=body) as response:
                 assert response.status == 200
         before = await get_book(session, first.url)
@@ -199,7 +183,7 @@ async def test_request_in_flight_at_sigterm_is_answered_and_dumped(
         await create_market(session, ome.url)
         fake_executioner.delay(1.0, path="check")
         url = f"{ome.url}/book/{MARKET}/order"
-        posting = asyncio.create_task(session.post(url, json=order_body(1, "Bid", 99, 3, 1)))
+        posting = asyncio.create_task(session.post(url, json=live_body(1, "Bid", 99, 3, 1)))
         await fake_executioner.wait_for("check", 1)
         ome.process.send_signal(signal.SIGTERM)
         response = await posting
@@ -340,17 +324,17 @@ async def test_dev_mode_matches_and_settles_with_the_embedded_executioner(
         await create_market(session, ome.url)
         url = f"{ome.url}/book/{MARKET}/order"
         # --dev verifies signatures on the README's domain: a forged order is refused.
-        forged = {**sign_order(order_body(1, "Ask", 100, 5, 1), 1), "price": "99"}
+        forged = {**sign_order(live_body(1, "Ask", 100, 5, 1), 1), "price": "99"}
         async with session.post(url, json=forged) as response:
             assert (response.status, await response.json()) == (
                 400,
                 {"status": 400, "message": "invalid_signature"},
             )
-        ask_body = sign_order(order_body(1, "Ask", 100, 5, 1), 1)
+        ask_body = sign_order(live_body(1, "Ask", 100, 5, 1), 1)
         async with session.post(url, json=ask_body) as response:
             ask = await response.json()
         async with session.post(
-            url, json=sign_order(order_body(2, "Bid", 101, 2, 1), 2)
+            url, json=sign_order(live_body(2, "Bid", 101, 2, 1), 2)
         ) as response:
             bid = await response.json()
     assert bid["message"] == "FullMatch"
@@ -391,27 +375,6 @@ def test_devexecutioner_runs_alone() -> None:
 # ---------------------------------------------------------------- in process
 
 
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
-def resting_order(user: int, side: Side, price: int, expiration: int) -> Order:
-    return Order.create(
-        user=f"0x{user:040x}",
-        target_tracer=MARKET,
-        side=side,
-        price=price,
-        amount=5,
-        expiration=expiration,
-        created=1,
-        signed_data=SIGNATURE,
-    )
-
-
 async def test_expiry_sweep_removes_orders_when_nothing_trades(
     tmp_path: Path, fake_executioner: FakeExecutioner, aiohttp_client: AiohttpClient
 ) -> None:
@@ -424,7 +387,7 @@ async def test_expiry_sweep_removes_orders_when_nothing_trades(
     )
     client = await aiohttp_client(create_app(settings, clock=clock))
     assert (await client.post("/book", json={"market": MARKET})).status == 201
-    body = order_body(1, "Bid", 100, 5, 1, expiration=str(clock.now + 10))
+    body = order_body(1, "Bid", 100, 5, created="1", expiration=str(clock.now + 10))
     response = await client.post(f"/book/{MARKET}/order", json=body)
     order = (await response.json())["id"]
     assert (await client.get(f"/book/{MARKET}/order/{order}")).status == 200
@@ -444,8 +407,8 @@ async def test_restore_drops_expired_orders_and_shutdown_dumps(
     now = 1_700_000_000
     exchange = Exchange()
     book = exchange.create(MARKET)
-    kept = resting_order(1, Side.Bid, 90, now + 100)
-    gone = resting_order(2, Side.Ask, 110, now + 5)
+    kept = make_order(Side.Bid, 90, 5, trader=1, expiration=now + 100, created=1)
+    gone = make_order(Side.Ask, 110, 5, trader=2, expiration=now + 5, created=1)
     for order in (kept, gone):
         book.submit(order, now)
     dumpfile = tmp_path / "dump.json"

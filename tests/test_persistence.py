@@ -6,39 +6,22 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ome.engine import Exchange, Order, Side
+from ome.engine import Exchange, Side
 from ome.engine.snapshot import to_dict
 from ome.outbox import PendingPairs, make_pair
 from ome.persistence import DumpfileError, check_writable, digest, read_dump, write_dump
 from ome.state import State, TradeRecord, trade_history
-
-MARKET = "0x" + "ab" * 20
-OTHER = "0x" + "cd" * 20
-SIGNATURE = "0x" + "ef" * 65
-NOW = 1_700_000_000
-
-
-def order(user: int, market: str, side: Side, price: int, amount: int, created: int) -> Order:
-    return Order.create(
-        user="0x" + f"{user:02x}" * 20,
-        target_tracer=market,
-        side=side,
-        price=price,
-        amount=amount,
-        expiration=NOW + 3600,
-        created=created,
-        signed_data=SIGNATURE,
-    )
+from tests.builders import MARKET, NOW, OTHER_MARKET, make_order
 
 
 def busy_state() -> State:
     exchange = Exchange()
     book = exchange.create(MARKET)
-    exchange.create(OTHER)
+    exchange.create(OTHER_MARKET)
     for i in range(6):
-        book.submit(order(1, MARKET, Side.Ask, 100 + i % 3, 10, NOW + i), NOW)
-        book.submit(order(2, MARKET, Side.Bid, 90 + i % 2, 10, NOW + i), NOW)
-    fills = book.submit(order(3, MARKET, Side.Bid, 101, 25, NOW), NOW)[1]
+        book.submit(make_order(Side.Ask, 100 + i % 3, 10, trader=1, created=NOW + i), NOW)
+        book.submit(make_order(Side.Bid, 90 + i % 2, 10, trader=2, created=NOW + i), NOW)
+    fills = book.submit(make_order(Side.Bid, 101, 25, trader=3, created=NOW), NOW)[1]
     pairs = [make_pair(fill, 13, index) for index, fill in enumerate(fills)]
     trades = trade_history()
     trades.extend(

@@ -18,9 +18,10 @@ import pytest
 from ome.engine import Order, Side
 from ome.persistence import dump_bytes
 from ome.state import State
+from tests.builders import MARKET
+from tests.builders import SIG as SIGNATURE
 from tests.fakes import FakeExecutioner
 from tests.processes import START_TIMEOUT, Ome
-from tests.test_lifecycle import MARKET, SIGNATURE
 
 
 async def listening(ome: Ome) -> str:

@@ -15,18 +15,9 @@ from ome.records import Cancel, CreateMarket, DeliveryOutcome, Expire, Place, de
 from ome.recovery import RecoveryError, recover
 from ome.snapshots import Snapshotter
 from ome.state import State
+from tests.builders import NOW, SIG, Clock
 
 MARKETS = ["0x" + "ab" * 20, "0x" + "cd" * 20]
-SIGNATURE = "0x" + "ef" * 65
-NOW = 1_700_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def order(rng: random.Random, market: str, created: int) -> Order:
@@ -38,7 +29,7 @@ def order(rng: random.Random, market: str, created: int) -> Order:
         amount=rng.randint(1, 9),
         expiration=NOW + rng.randint(1, 30),
         created=created,
-        signed_data=SIGNATURE,
+        signed_data=SIG,
     )
 
 
@@ -95,7 +86,7 @@ def test_every_record_kind_round_trips() -> None:
         amount=2**100,
         expiration=NOW + 5,
         created=NOW,
-        signed_data=SIGNATURE,
+        signed_data=SIG,
     )
     for command in (
         CreateMarket(MARKETS[0]),

@@ -1,11 +1,11 @@
-"""Parsing every encoding variant of API.md, refusing the rest, and the emitted shapes."""
+"""Parsing every encoding variant of docs/API.md, refusing the rest, and the emitted shapes."""
 
 import json
 from typing import Any
 
 import pytest
 
-from ome.engine import MAX_UINT128, Book, Order, Side
+from ome.engine import MAX_UINT128, Book, Side
 from ome.wire import (
     OUT_OF_BOUNDS,
     InvalidRequest,
@@ -16,9 +16,9 @@ from ome.wire import (
     parse_order,
     parse_order_id,
 )
+from tests.builders import MARKET, make_order
 
 USER = "0xD62bf94a99c87dc7B3924A880020B6B316F536E6"
-MARKET = "0x61f5a3d36c10d7ea1d797e70f7486eb7ad177481"
 SIG = "0x" + "Ab" * 65
 ID = "0x3afe089d80dd695924bd3b16aba6cbecbaffaec94b9249c293de3577179e4c8d"
 
@@ -197,18 +197,6 @@ def test_malformed_order_id_segments(segment: str) -> None:
         parse_order_id(segment)
 
 
-def _order(user: str, side: Side, price: int, amount: int, created: int) -> Order:
-    return Order.create(
-        user="0x" + user * 40,
-        target_tracer=MARKET,
-        side=side,
-        price=price,
-        amount=amount,
-        expiration=2_000_000_000,
-        created=created,
-    )
-
-
 def test_book_object_levels_best_first_and_signed_spread() -> None:
     book = Book(MARKET)
     for i, (user, side, price) in enumerate(
@@ -220,7 +208,7 @@ def test_book_object_levels_best_first_and_signed_spread() -> None:
             ("3", Side.Ask, 96),
         ]
     ):
-        book.submit(_order(user, side, price, 5, i), 1)
+        book.submit(make_order(side, price, 5, trader=int(user), created=i), 1)
     data = book_json(book)
     assert list(data) == ["market", "bids", "asks", "ltp", "depth", "crossed", "spread"]
     assert list(data["bids"]) == ["95", "94"]
@@ -233,6 +221,6 @@ def test_book_object_levels_best_first_and_signed_spread() -> None:
         "1",
     )
     # A user's own orders are skipped, not matched: the book crosses.
-    book.submit(_order("3", Side.Bid, 98, 5, 9), 1)
+    book.submit(make_order(Side.Bid, 98, 5, trader=3, created=9), 1)
     data = book_json(book)
     assert (data["crossed"], data["spread"], list(data["bids"])) == (True, "-2", ["98", "95", "94"])

@@ -11,7 +11,8 @@ the OME would not bring the executioner back, and orders are refused with
 
 Before the app exists, `starting_handler` answers on the port (the entry
 point binds it before the restore, so that probes get answers rather than
-refused connections): `/` 200, `/ready` 503 `Starting`, anything else 503.
+refused connections): `/` 200, `/ready` 503 `Starting`, a CORS preflight 200,
+anything else 503.
 
 The executioner's state is passive: the outcome of the last call the OME
 made to it (a 4xx answer counts as reachable), never a probe of its own.
@@ -72,7 +73,9 @@ class Readiness:
 
 async def starting_handler(request: web.BaseRequest) -> web.Response:
     """Every request while the state is being restored, before the app serves."""
-    if request.path == "/":
+    if request.method == "OPTIONS":
+        status, body = 200, message(200, "OK")
+    elif request.path == "/":
         status, body = 200, message(200, "Healthy")
     elif request.path == "/ready":
         status, body = Readiness().report()

@@ -42,7 +42,7 @@ from ome.api.keys import (
     SENDER,
     SETTINGS,
 )
-from ome.commands import Commands
+from ome.commands import Commands, Limits
 from ome.delivery import Sender
 from ome.eventlog import log_events
 from ome.journal import Journal, JournalError, JournalUnavailable, SegmentFile, check_folder
@@ -85,7 +85,10 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     if settings.fsync == "off":
         log.warning("fsync_off", consequence="acknowledged commands can be lost in a crash")
     journal = Journal(file, durable_seq=current.seq, on_failure=_on_journal_failure(app))
-    commands = Commands(current, journal, app[CLOCK], sinks=[log_events])
+    limits = Limits(
+        max_markets=settings.max_markets, max_orders_per_user=settings.max_orders_per_user
+    )
+    commands = Commands(current, journal, app[CLOCK], sinks=[log_events], limits=limits)
     app[COMMANDS] = commands
     log.info(
         "state_recovered" if recovered.snapshot_found or recovered.replayed else "state_fresh",

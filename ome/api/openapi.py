@@ -32,6 +32,9 @@ JSON = dict[str, Any]
 _REF = "#/components/schemas/{model}"
 _MATCH_RESULTS = ["Add", "PartialMatch", "FullMatch"]
 _BODY_TOO_LARGE = "The body is over 1 MiB"
+# Before the state is restored, only these answer as they do later (ome.api.health).
+_SERVED_WHILE_STARTING = frozenset({"health", "ready"})
+_STARTING = "Starting: the state is being restored (the port is bound before the restore)"
 _JOURNAL = "Journal unavailable: the change could not be made durable, and was not acknowledged"
 
 
@@ -506,6 +509,8 @@ def _operation(op: Operation) -> JSON:
     errors = dict(op.errors)
     if op.body is not None:
         errors[413] = _BODY_TOO_LARGE
+    if op.operation_id not in _SERVED_WHILE_STARTING:
+        errors[503] = f"{errors[503]}; or {_STARTING.lower()}" if 503 in errors else _STARTING
     ok: JSON = {
         "description": op.ok_description,
         "content": {op.ok_media: {"schema": op.ok_schema}},

@@ -9,18 +9,19 @@ answers them with the JSON error object and the CORS headers instead, and
 logs each once, at info, without a traceback; a traceback at error level is
 left for our own bugs (a 500).
 
-Deadlines (docs/API.md "Connections"). aiohttp's `keepalive_timeout`, which
-in the versions this project requires (3.14 on; this module leans on their
-connection handler's internals) also runs from the moment a connection opens,
-closes a connection that sends no request: `__main__` gives it `IDLE_TIMEOUT`. aiohttp has no
-deadline for a request that starts and never finishes, so this module adds
-one: the headers of a request must be complete within `header_timeout`
-seconds of its first byte, or the client gets 408 and the connection is
-closed (not on a connection upgraded to a WebSocket, whose bytes are
-frames). The body's deadline (`body_timeout`, counted once the headers are
-in) is kept by `ome.api.middlewares`, which reads the body before the handler.
-Both are server parameters, like aiohttp's own: `web.AppRunner(app,
-header_timeout=…, body_timeout=…)`, so tests can use small values.
+Deadlines (docs/API.md "Connections"). aiohttp's `keepalive_timeout` closes
+a connection that sends no request, and in the versions this project requires
+(3.14 on; this module leans on their connection handler's internals) it runs
+from the moment a connection opens: `__main__` sets it to `IDLE_TIMEOUT`.
+aiohttp has no deadline for a request that starts and never finishes, so this
+module adds one: the headers of a request must be complete within
+`header_timeout` seconds of its first byte, or the client gets 408 and the
+connection is closed (not on a connection upgraded to a WebSocket, whose
+bytes are frames). The body's deadline (`body_timeout`, counted once the
+headers are in) is kept by `ome.api.middlewares`, which reads the body before
+the handler. Both are server parameters, like aiohttp's own:
+`web.AppRunner(app, header_timeout=…, body_timeout=…)`, so tests can use
+small values.
 
 `install()`, run when this module is imported (as `create_app`'s module
 does), makes aiohttp's server build this handler for every connection and

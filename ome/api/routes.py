@@ -4,10 +4,16 @@ Handlers raise and never catch; `middlewares.error_middleware` answers every
 failure. Every change goes through `ome.commands.Commands`, whose commands
 return once their journal record is durable. An order submission runs the
 checks in this order: path and body (400), market (404), `check_entry`
-(target_tracer 400, expired 400, resting or finished id 409), the
-executioner's `/check` (400 / 503), then `place`, which repeats the entry
-checks atomically because other requests ran during the await. The matched
-pairs are in the outbox, whose sender delivers them after this answer.
+(target_tracer 400, expired 400, resting or finished id 409, the user's
+order limit 429), the signature when a domain is configured (400
+`invalid_signature`), the user's in-flight cap (429), the executioner's
+`/check` (400 / 503), then `place`, which repeats the entry checks and the
+order limit atomically because other requests ran during the await. The
+matched pairs are in the outbox, whose sender delivers them after this answer.
+
+A cancel (PATCH or DELETE) checks path and body (400), market and order
+(404, whatever the signature), then the signature (401 missing, 400
+malformed); the engine's cancel refuses another signer (403).
 
 The full-book reads are streamed (`ome.api.streaming`); `/ws` is the feed
 (`ome.api.feed`).
@@ -15,7 +21,7 @@ The full-book reads are streamed (`ome.api.streaming`); `/ws` is the feed
 
 from aiohttp import web
 
-from ome.access import authorize_admin
+from ome.access import authorize_admin, cancel_owner
 from ome.api import openapi
 from ome.api.keys import (
     COMMANDS,
@@ -46,6 +52,7 @@ from ome.wire import (
     orders_json,
     parse_address,
     parse_body,
+    parse_cancel,
     parse_count,
     parse_market_body,
     parse_order,
@@ -136,9 +143,19 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 async def cancel_order(request: web.Request) -> web.Response:
+    """PATCH (the frontend's) or DELETE; the signer must be the order's user."""
     order_id = parse_order_id(request.match_info["order_id"])
-    market = _book(request).market
-    await request.app[COMMANDS].cancel(market, order_id)
+    market = parse_address(request.match_info["market"], "market")
+    body = await request.read()
+    signature = parse_cancel(body, market, order_id)
+    commands = request.app[COMMANDS]
+    # Unknown market or order: 404 whatever the signature.
+    commands.book(market).get(order_id)
+    unsigned_allowed = request.app[SETTINGS].allow_unsigned_cancel and (
+        request.method == "DELETE" and not body.strip()
+    )
+    owner = cancel_owner(signature, order_id, unsigned_allowed=unsigned_allowed)
+    await commands.cancel(market, order_id, owner=owner)
     return json_response(message(200, "Order cancelled"))
 
 
@@ -168,6 +185,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/book/{market}/order", list_orders)
     router.add_get("/book/{market}/order/{order_id}", get_order)
     router.add_delete("/book/{market}/order/{order_id}", cancel_order)
+    router.add_patch("/book/{market}/order/{order_id}", cancel_order)
     router.add_get("/book/{market}/{user}", user_orders)
     router.add_get("/ws", feed)
     for resource in list(router.resources()):

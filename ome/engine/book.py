@@ -48,7 +48,7 @@ every index is O(live) at all times, and an empty book holds nothing but
 its finished memory. An order leaves the book only by dying, so a listed
 entry is live exactly when its order has amount left.
 
-Rules (API.md "Matching rules"): trades happen at the resting order's price;
+Rules (docs/API.md "Matching"): trades happen at the resting order's price;
 a resting order of the taker's own user is skipped, so the book may end up
 crossed; an order whose expiration is at or before `now` never trades and is
 removed when the matching loop meets it (and reported in `submit`'s result)

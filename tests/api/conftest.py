@@ -10,52 +10,13 @@ from pytest_aiohttp import AiohttpClient
 
 from ome.api.app import create_app
 from ome.config import Settings
+from tests.builders import MARKET, NOW, Clock, order_body
 from tests.fakes import FakeExecutioner
 
-NOW = 1_700_000_000
-MARKET = "0x61f5a3d36c10d7ea1d797e70f7486eb7ad177481"
-OTHER_MARKET = "0x" + "ab" * 20
-SIG = "0x" + "5e" * 65
 # Requests to the executioner give up this fast in tests.
 EXECUTIONER_TIMEOUT = 0.3
 
 Client = TestClient[Any, Any]
-
-
-def user(n: int) -> str:
-    return "0x" + f"{n:040x}"
-
-
-def order_body(
-    who: int = 1,
-    side: str = "Bid",
-    price: int | str = 100,
-    amount: int | str = 10,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """An order body as a client sends it; `...` as a value drops that field."""
-    data: dict[str, Any] = {
-        "user": user(who),
-        "target_tracer": MARKET,
-        "side": side,
-        "price": str(price),
-        "amount": str(amount),
-        "expiration": str(NOW + 3600),
-        "created": str(NOW),
-        "signed_data": SIG,
-    }
-    data.update(overrides)
-    return {k: v for k, v in data.items() if v is not ...}
-
-
-class Clock:
-    """Unix seconds, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import pytest
 import ome.engine.errors
 from ome.api.errors import STATUS
 from ome.engine import EngineError, Exchange
-from tests.api.conftest import MARKET, Client, order_body, refused
+from tests.api.conftest import Client, refused
+from tests.builders import MARKET, order_body
 
 CORS = {
     "Access-Control-Allow-Origin": "*",

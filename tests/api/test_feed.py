@@ -22,15 +22,17 @@ from ome.api.keys import FEED
 from ome.config import Settings
 from tests.api.conftest import (
     EXECUTIONER_TIMEOUT,
-    MARKET,
     Client,
-    Clock,
     get_json,
-    order_body,
     random_flow,
     submit,
 )
-from tests.builders import serving
+from tests.builders import (
+    MARKET,
+    Clock,
+    order_body,
+    serving,
+)
 
 # Generous: these bound a hang, not a speed.
 WAIT = 10.0

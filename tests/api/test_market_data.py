@@ -16,16 +16,18 @@ from ome.engine import Book, Order, Side
 from ome.wire import book_json, orders_json
 from tests.api.conftest import (
     EXECUTIONER_TIMEOUT,
-    MARKET,
-    NOW,
-    SIG,
     Client,
-    Clock,
     get_json,
-    order_body,
     random_flow,
     refused,
     submit,
+)
+from tests.builders import (
+    MARKET,
+    NOW,
+    SIG,
+    Clock,
+    order_body,
     user,
 )
 

@@ -16,16 +16,8 @@ from ome.api.app import create_app
 from ome.api.keys import COMMANDS
 from ome.config import Settings
 from ome.metrics import Metrics
-from tests.api.conftest import (
-    EXECUTIONER_TIMEOUT,
-    MARKET,
-    NOW,
-    Client,
-    Clock,
-    order_body,
-    refused,
-    submit,
-)
+from tests.api.conftest import EXECUTIONER_TIMEOUT, Client, refused, submit
+from tests.builders import MARKET, NOW, Clock, order_body
 from tests.fakes import FakeExecutioner
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -31,7 +31,8 @@ from ome.wire import (
     parse_order,
     parse_order_id,
 )
-from tests.api.conftest import SIG, Client, order_body
+from tests.api.conftest import Client
+from tests.builders import SIG, order_body
 
 MAX_TIME = 2**64 - 1
 

@@ -1,20 +1,11 @@
-"""Every row of API.md's route table: success bodies, exact object fields, path encodings."""
+"""Every row of docs/API.md's route table: success bodies, exact object fields, path encodings."""
 
 from collections.abc import Callable
 
 import pytest
 
-from tests.api.conftest import (
-    MARKET,
-    NOW,
-    OTHER_MARKET,
-    SIG,
-    Client,
-    order_body,
-    refused,
-    submit,
-    user,
-)
+from tests.api.conftest import Client, refused, submit
+from tests.builders import MARKET, NOW, OTHER_MARKET, SIG, order_body, user
 
 ORDER_FIELDS = [
     "id",

@@ -11,7 +11,8 @@ from pytest_aiohttp import AiohttpClient
 
 from ome.api.app import create_app
 from ome.config import Settings
-from tests.api.conftest import MARKET, NOW, Client, Clock, order_body, refused, submit
+from tests.api.conftest import Client, refused, submit
+from tests.builders import MARKET, NOW, Clock, order_body
 from tests.fakes import FakeExecutioner
 from tests.signers import DEV_DOMAIN, address, sign_order
 

@@ -24,6 +24,7 @@ import pytest
 
 from ome.__main__ import SHUTDOWN_TIMEOUT
 from ome.persistence import read_dump
+from tests.builders import MARKET
 from tests.deploy.sources import (
     ENV_EXAMPLE,
     ROOT,
@@ -35,7 +36,6 @@ from tests.deploy.sources import (
     start_command,
 )
 
-MARKET = "0x" + "ab" * 20
 START_TIMEOUT = 15.0
 
 

@@ -1,4 +1,4 @@
-"""One test per matching rule of API.md, on a Book driven directly."""
+"""One test per matching rule of docs/API.md, on a Book driven directly."""
 
 import pytest
 
