@@ -30,8 +30,8 @@ from aiohttp.web import ContentCoding
 from ome.engine import Book, Order, Side
 
 # Orders encoded per batch, and bytes written per chunk: each a millisecond or so of work.
-BATCH = 500
-CHUNK = 256 * 1024
+BATCH = 150
+CHUNK = 64 * 1024
 
 Captured = list[tuple[int, list[Order], list[int]]]
 """One side's levels as they stood: (price, the queue's orders, their amount_left)."""
