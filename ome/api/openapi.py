@@ -69,7 +69,6 @@ class Operation:
     # OpenAPI links from the success answer to later operations (stateful testing follows them).
     links: dict[str, JSON] = field(default_factory=dict)
     headers: tuple[JSON, ...] = ()
-    body_required: bool = True
 
 
 # The README's example market and orders, so that a reader (and schemathesis' examples
@@ -300,6 +299,61 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("PATCH", "/book/{market}/order/{order_id}"): _cancel("cancel_order_patch", "PATCH"),
     ("DELETE", "/book/{market}/order/{order_id}"): _cancel("cancel_order", "DELETE"),
+    ("GET", "/book/{market}/depth"): Operation(
+        "get_depth",
+        "Read a market's aggregated depth",
+        200,
+        "The best `levels` price levels of each side, best first, with the market's `seq`",
+        _ref("Depth"),
+        {
+            400: "The market in the path is not an address; levels is not a whole number "
+            "from 1 to 1000",
+            404: "Market does not exist",
+        },
+        headers=(
+            {
+                "name": "levels",
+                "in": "query",
+                "required": False,
+                "description": "Levels per side, 1 to 1000 (default 50)",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+            },
+        ),
+    ),
+    ("GET", "/book/{market}/trades"): Operation(
+        "get_trades",
+        "Read a market's recent trades",
+        200,
+        "The most recent trades, newest first (the OME keeps the last 1,000 per market, "
+        "across restarts)",
+        {"type": "array", "items": _ref("Trade"), "maxItems": 1000},
+        {
+            400: "The market in the path is not an address; limit is not a whole number "
+            "from 1 to 1000",
+            404: "Market does not exist",
+        },
+        headers=(
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": "How many trades, 1 to 1000 (default 100)",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            },
+        ),
+    ),
+    ("GET", "/ws"): Operation(
+        "feed",
+        "The WebSocket feed of depth updates and trades",
+        101,
+        "Switched to the WebSocket protocol; the messages are described in docs/API.md "
+        "(OpenAPI has no words for them)",
+        {},
+        {400: "Not a WebSocket upgrade request"},
+        description="Subscribe with `{\"op\": \"subscribe\", \"market\": …, \"channels\": "
+        "[\"depth\", \"trades\"]}`: a depth snapshot, then one update per change with `seq` "
+        "increasing by one, and each trade as it happens.",
+    ),
     ("GET", "/book/{market}/{user}"): Operation(
         "user_orders",
         "List one trader's resting orders in a market",
@@ -433,6 +487,52 @@ RESPONSE_SCHEMAS: dict[str, JSON] = {
                 "pattern": "^(?:0|-?[1-9][0-9]*)$",
                 "description": "Best ask - best bid, 0 when a side is empty",
             },
+        },
+    },
+    "DepthLevel": {
+        "type": "array",
+        "description": "[price, total amount left, number of orders]",
+        "prefixItems": [_ref("Decimal"), _ref("Decimal"), {"type": "integer", "minimum": 1}],
+        "items": False,
+        "minItems": 3,
+    },
+    "Depth": {
+        "type": "object",
+        "description": "Aggregated levels, each side an array best first",
+        "additionalProperties": False,
+        "required": ["market", "seq", "bids", "asks", "ltp", "spread", "crossed"],
+        "properties": {
+            "market": _ref("Address"),
+            "seq": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "The market's sequence number: commands that changed its book",
+            },
+            "bids": {"type": "array", "items": _ref("DepthLevel")},
+            "asks": {"type": "array", "items": _ref("DepthLevel")},
+            "ltp": {**_DECIMAL, "description": "The last trade's price, 0 before any"},
+            "spread": {
+                "type": "string",
+                "pattern": "^(?:0|-?[1-9][0-9]*)$",
+                "description": "Best ask - best bid, 0 when a side is empty",
+            },
+            "crossed": {"type": "boolean", "description": "Best bid >= best ask"},
+        },
+    },
+    "Trade": {
+        "type": "object",
+        "description": "One trade, at the maker's price; `seq` is the market's sequence "
+        "number of the command that made it (trades of one order share it)",
+        "additionalProperties": False,
+        "required": ["seq", "time", "price", "amount", "maker", "taker", "taker_side"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1},
+            "time": {**_DECIMAL, "description": "Unix seconds"},
+            "price": _ref("Decimal"),
+            "amount": _ref("Decimal"),
+            "maker": _ref("OrderId"),
+            "taker": _ref("OrderId"),
+            "taker_side": {"enum": ["Bid", "Ask"]},
         },
     },
     "Markets": {
