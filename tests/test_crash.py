@@ -151,7 +151,7 @@ async def test_kill_9_under_load_loses_nothing_acknowledged(
                 asyncio.create_task(trader(ome.url, user, rng.getrandbits(32), acked))
                 for user in range(1, TRADERS + 1)
             ]
-            await asyncio.sleep(rng.uniform(0.3, 1.2))
+            await asyncio.sleep(rng.uniform(0.2, 0.7))
             ome.process.send_signal(signal.SIGKILL)
             assert await ome.exited() == -signal.SIGKILL
             await asyncio.gather(*traders)
