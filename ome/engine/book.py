@@ -205,6 +205,7 @@ class Book:
         "_bids",
         "_by_user",
         "_deaths",
+        "_deaths_due",
         "_expiring",
         "_expiry_entries",
         "_expiry_heap",
@@ -240,6 +241,8 @@ class Book:
         # Resting orders, and the dead ones listed in _deaths (see the module docstring).
         self._orders: dict[str, Order] = {}
         self._deaths: list[Order] = []
+        # The earliest expiration among _deaths (_NO_LEVEL when none), for expiry_due.
+        self._deaths_due = _NO_LEVEL
         self._by_user: dict[str, UserOrders] = {}
         # Append-only buckets with stale entries; each key is in the heap exactly once.
         self._expiring: dict[int, list[Order]] = {}
@@ -437,6 +440,8 @@ class Book:
             if not order.amount_left:
                 orders[oid] = order
                 self._deaths.append(order)
+                if order.expiration < self._deaths_due:
+                    self._deaths_due = order.expiration
                 self._tidy()
                 return _FULL_MATCH, fills, expired
             self._rest(order)
@@ -471,7 +476,10 @@ class Book:
     def expiry_due(self, now: int) -> bool:
         """Whether `sweep_expired(now)` would remove an order or forget a finished id."""
         orders, finished = self._expiry_heap, self._finished_heap
-        return bool((orders and orders[0] <= now) or (finished and finished[0] <= now))
+        return (
+            bool((orders and orders[0] <= now) or (finished and finished[0] <= now))
+            or self._deaths_due <= now
+        )
 
     def sweep_expired(self, now: int) -> list[Order]:
         """Remove every resting order with expiration <= now, and forget finished ids
@@ -509,6 +517,7 @@ class Book:
         keys = self._keys[opposite]
         levels = self._levels[opposite]
         deaths = self._deaths
+        due = self._deaths_due
         remaining = taker.amount_left
         user = taker.user
         fills: list[Fill] = _NO_FILLS
@@ -538,6 +547,8 @@ class Book:
                         expired = []
                     expired.append(maker)
                     deaths.append(maker)
+                    if maker.expiration < due:
+                        due = maker.expiration
                     self._leaves(maker.user)
                     continue
                 if maker.user == user:
@@ -551,6 +562,8 @@ class Book:
                     died += 1
                     fills.append((maker, taker, price, left, 0, remaining))
                     deaths.append(maker)
+                    if maker.expiration < due:
+                        due = maker.expiration
                     self._leaves(maker.user)
                     if not remaining:
                         break
@@ -606,6 +619,7 @@ class Book:
                     keys.pop(0)
             # len(levels), not the sorted list's truth: that is a Python-level call.
             self._best[opposite] = keys[0] if levels else _NO_LEVEL
+        self._deaths_due = due
         taker.amount_left = remaining
         return fills, expired
 
@@ -723,6 +737,7 @@ class Book:
                     last = expiration
                 bucket.append(oid)
         self._deaths = []
+        self._deaths_due = _NO_LEVEL
 
     def _tidy(self) -> None:
         """Bound the deferred work by the live book (see the module docstring); O(1) amortised."""
@@ -821,6 +836,8 @@ class Book:
             best = keys[0] if keys else _NO_LEVEL
             _require(self._best[side] == best, f"{side.name} best key is not the first level")
         dying = {id(order) for order in self._deaths}
+        due = min((order.expiration for order in self._deaths), default=_NO_LEVEL)
+        _require(due == self._deaths_due, f"deaths due {self._deaths_due} != {due}")
         live = 0
         for oid, order in self._orders.items():
             if order.id != oid:

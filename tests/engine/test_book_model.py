@@ -305,6 +305,10 @@ class BookMatchesReference(RuleBasedStateMachine):
         book.validate()
         ref = self.reference
         assert book.finished() == sorted(ref.finished.items())
+        due = any(e <= self.now for e in ref.finished.values()) or any(
+            r.expiration <= self.now for r in ref.resting
+        )
+        assert book.expiry_due(self.now) == due
         for oid, expiration in ref.finished.items():
             assert book.is_finished(oid, self.now) == (self.now < expiration)
         for side in Side:
