@@ -75,16 +75,18 @@ class Operation:
 # phase) can follow one order from the market's creation to its cancel.
 _MARKET = "0x61f5a3d36c10d7ea1d797e70f7486eb7ad177481"
 _ORDER = {
-    "user": "0x1111111111111111111111111111111111111111",
+    "user": "0x17c5185167401ed00cf5f5b2fc97d9bbfdb7d025",
     "target_tracer": _MARKET,
     "side": "Ask",
     "price": "105",
     "amount": "10",
     "expiration": "4102444800",
     "created": "1700000000",
-    "signed_data": "0x" + "ab" * 65,
+    # Signed on the development domain (--dev), as the README's example is.
+    "signed_data": "0x097a44f9c4fa1de06421b3c77e7599c4663f11647e940f3fbefd83833a2592ef"
+    "564f55d24c31fece230d731576ae6fb0ee5a4026c4bc928d9c118ca8b54cabff1c",
 }
-_ORDER_ID = "0x7118a674223fc879bd1076672e4015b892d1276c026ec900e7f27cab6cbaa1bc"
+_ORDER_ID = "0x1f76d728249be583df3cdb29bc9aa2fb731c12566829f95c3a7b2977bd3e946c"
 
 # Path parameters by name: their schemas are what `ome.wire` parses, and an example.
 PATH_PARAMETERS: dict[str, tuple[JSON, str, str]] = {
