@@ -51,7 +51,7 @@ from ome.records import (
     Place,
     encode,
 )
-from ome.state import State
+from ome.state import State, TradeRecord, trade_history
 
 log = structlog.get_logger("ome.commands")
 
@@ -204,12 +204,20 @@ class Machine:
         book.seq += 1
         events: list[Event] = [OrderAccepted(order, status)]
         events.extend(OrderExpired(maker) for maker in expired)
-        outbox = self.state.outbox
-        for index, fill in enumerate(fills):
-            pair = make_pair(fill, seq, index)
-            outbox.add(pair)
-            maker, taker, price, amount, maker_left, taker_left = fill
-            events.append(Trade(maker, taker, price, amount, maker_left, taker_left, pair.key))
+        if fills:
+            outbox = self.state.outbox
+            history = self.state.trades.get(book.market)
+            if history is None:
+                history = self.state.trades[book.market] = trade_history()
+            market_seq = book.seq
+            for index, fill in enumerate(fills):
+                pair = make_pair(fill, seq, index)
+                outbox.add(pair)
+                maker, taker, price, amount, maker_left, taker_left = fill
+                events.append(Trade(maker, taker, price, amount, maker_left, taker_left, pair.key))
+                history.append(
+                    TradeRecord(market_seq, time, price, amount, maker.id, taker.id, taker.side)
+                )
         if order.amount_left:
             events.append(OrderRested(order, order.amount_left))
         return Placed(seq, time, command, events, fills, status)

@@ -42,6 +42,8 @@ from pathlib import Path
 
 HEADER = struct.Struct("<IIQ")
 _SEQ = struct.Struct("<Q")
+# Offset of the seq field in a frame: the CRC covers everything from there on.
+_CRC_FROM = HEADER.size - _SEQ.size
 SUFFIX = ".journal"
 # A record is one command: a few hundred bytes. Anything this large is damage.
 MAX_RECORD = 1 << 20
@@ -123,22 +125,21 @@ def read_segments(folder: Path, after: int, scan: Scan) -> Iterator[tuple[int, b
                 "(a segment is missing or out of place)"
             )
         data = path.read_bytes()
+        view = memoryview(data)
         offset = 0
         seq = first - 1
         while offset < len(data):
-            problem = _check_record(data, offset, seq + 1)
-            if problem is not None:
-                tail_is_torn = is_last and problem.endswith_at_eof
+            end = _check_record(data, view, offset, seq + 1)
+            if isinstance(end, _Problem):
+                tail_is_torn = is_last and end.endswith_at_eof
                 if tail_is_torn:
                     scan.torn = Torn(path, offset, len(data))
                     break
-                raise JournalCorrupt(f"journal {path} at offset {offset}: {problem.reason}")
-            length = HEADER.unpack_from(data, offset)[0]
+                raise JournalCorrupt(f"journal {path} at offset {offset}: {end.reason}")
             seq += 1
-            start = offset + HEADER.size
-            offset = start + length
             if seq > after:
-                yield seq, data[start:offset]
+                yield seq, data[offset + HEADER.size : end]
+            offset = end
         expected = seq + 1
         scan.last_seq = max(scan.last_seq, seq)
         scan.last_segment = path
@@ -151,22 +152,23 @@ class _Problem:
     endswith_at_eof: bool
 
 
-def _check_record(data: bytes, offset: int, expected_seq: int) -> _Problem | None:
+def _check_record(data: bytes, view: memoryview, offset: int, expected_seq: int) -> int | _Problem:
+    """Where the record at `offset` ends, or what is wrong with it; `view` is `data`'s."""
     remaining = len(data) - offset
     if remaining < HEADER.size:
         return _Problem("record header cut short", True)
     length, crc, seq = HEADER.unpack_from(data, offset)
-    end = offset + HEADER.size + length
+    end: int = offset + HEADER.size + length
     if length > MAX_RECORD:
         return _Problem(f"record length {length} is not plausible", False)
     if end > len(data):
         return _Problem("record cut short", True)
-    payload = memoryview(data)[offset + HEADER.size : end]
-    if zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq))) != crc:
+    # The seq field and the payload lie side by side: one CRC pass covers both.
+    if zlib.crc32(view[offset + _CRC_FROM : end]) != crc:
         return _Problem("CRC mismatch", end == len(data))
     if seq != expected_seq:
         return _Problem(f"sequence {seq} where {expected_seq} was expected", False)
-    return None
+    return end
 
 
 def cut_torn_tail(torn: Torn) -> None:

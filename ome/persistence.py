@@ -5,9 +5,14 @@ Format (version 2), one JSON object:
     {"version": 2,
      "seq": 1234,                                  # last command it contains
      "exchange": <ome.engine.snapshot.to_dict>,    # books, queue order, amount_left, ltp
-     "outbox": [pair, …]}                          # undelivered pairs, oldest first
+     "outbox": [pair, …],                          # undelivered pairs, oldest first
+     "trades": {"0x<market>": [trade, …]}}         # recent trades, oldest first
 
-Version 1 (no `seq`, pairs without theirs) still loads, as seq 0.
+A trade is the wire trade object of docs/API.md (`ome.wire.trade_json`).
+Version 1 (no `seq`, pairs without theirs) still loads, as seq 0. A file
+without `trades` (version 1, or version 2 as written before trade history
+existed) loads with no history: the format only gained an optional key, so
+its version stays 2.
 
 `read_dump` either returns the complete state or raises `DumpfileError` naming
 the file; it never modifies the file. A snapshot is written in two steps so
@@ -18,12 +23,13 @@ holds either the old snapshot or the new one, never a part.
 
 `digest` is a hash of the state's canonical encoding: two states with the
 same digest are the same books, queues, amounts left, ltp, finished-order
-memory, outbox and sequence number.
+memory, outbox, trade history and sequence number.
 """
 
 import hashlib
 import os
 import tempfile
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +39,8 @@ from ome.engine import SnapshotError
 from ome.engine.snapshot import from_dict, to_dict
 from ome.journal import fsync_folder
 from ome.outbox import PendingPairs, parse_pair
-from ome.state import State
+from ome.state import State, TradeRecord, trade_history
+from ome.wire import parse_trade, trade_json
 
 VERSION = 2
 _READABLE = (1, 2)
@@ -74,7 +81,20 @@ def from_data(data: dict[str, Any]) -> State:
     if not isinstance(pending, list):
         raise ValueError("outbox is not a list")
     pairs = [parse_pair(pair) for pair in pending]
-    return State(from_dict(data.get("exchange")), PendingPairs(pairs), seq)
+    return State(from_dict(data.get("exchange")), PendingPairs(pairs), seq, _trades(data))
+
+
+def _trades(data: dict[str, Any]) -> dict[str, deque[TradeRecord]]:
+    stored = data.get("trades", {})
+    if not isinstance(stored, dict):
+        raise ValueError("trades is not an object")
+    trades = {}
+    for market, listed in stored.items():
+        if not isinstance(listed, list):
+            raise ValueError(f"trades of {market} is not a list")
+        history = trades[market] = trade_history()
+        history.extend(parse_trade(trade) for trade in listed)
+    return trades
 
 
 def to_data(state: State) -> dict[str, Any]:
@@ -83,6 +103,10 @@ def to_data(state: State) -> dict[str, Any]:
         "seq": state.seq,
         "exchange": to_dict(state.exchange),
         "outbox": [pair.to_dict() for pair in state.outbox.pairs()],
+        "trades": {
+            market: [trade_json(trade) for trade in history]
+            for market, history in state.trades.items()
+        },
     }
 
 

@@ -12,7 +12,7 @@ JSON values, one call per field, with no regular expressions and no
 intermediate copies.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
@@ -20,6 +20,7 @@ from pydantic.functional_validators import PlainValidator
 from pydantic_core import PydanticCustomError, from_json
 
 from ome.engine import MAX_UINT128, Book, Fill, Order, Side, Status
+from ome.state import TradeRecord
 
 OUT_OF_BOUNDS = "Integer out of bounds"
 _MAX_TIME = 2**64 - 1
@@ -304,6 +305,18 @@ def parse_order_id(segment: str) -> str:
         ) from None
 
 
+def parse_count(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    """A query parameter counting things, 1 to `maximum`; `default` when it is absent."""
+    value = query.get(name)
+    if value is None:
+        return default
+    digits = value.strip()
+    number = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 7 else 0
+    if not 1 <= number <= maximum:
+        raise InvalidRequest(f"{name} must be a whole number from 1 to {maximum}")
+    return number
+
+
 def _describe(exc: ValidationError, what: str) -> str:
     """One line naming each bad field and why; exactly OUT_OF_BOUNDS when that is the problem."""
     errors = exc.errors(include_url=False, include_input=False)
@@ -361,3 +374,37 @@ def book_json(book: Book) -> dict[str, Any]:
 
 def markets_json(markets: Iterable[str]) -> dict[str, Any]:
     return {"markets": list(markets)}
+
+
+def trade_json(trade: TradeRecord) -> dict[str, Any]:
+    """The trade object: `seq` is the market's sequence number of the command that made it."""
+    seq, time, price, amount, maker, taker, taker_side = trade
+    return {
+        "seq": seq,
+        "time": str(time),
+        "price": str(price),
+        "amount": str(amount),
+        "maker": maker,
+        "taker": taker,
+        "taker_side": taker_side.name,
+    }
+
+
+def parse_trade(raw: Any) -> TradeRecord:
+    """A trade object of `trade_json` read back (from a dumpfile); ValueError if it is not one."""
+    try:
+        side = _SIDES[raw["taker_side"].lower()]
+        seq = raw["seq"]
+        if type(seq) is not int or seq < 0:
+            raise ValueError
+        return TradeRecord(
+            seq,
+            _timestamp(raw["time"]),
+            _quantity(raw["price"]),
+            _quantity(raw["amount"]),
+            _hex(raw["maker"], 64, "an order id"),
+            _hex(raw["taker"], 64, "an order id"),
+            side,
+        )
+    except (KeyError, TypeError, AttributeError, ValueError, PydanticCustomError):
+        raise ValueError(f"not a trade: {raw!r:.80}") from None

@@ -10,7 +10,7 @@ from ome.engine import Exchange, Side
 from ome.engine.snapshot import to_dict
 from ome.outbox import PendingPairs, make_pair
 from ome.persistence import DumpfileError, check_writable, digest, read_dump, write_dump
-from ome.state import State
+from ome.state import State, TradeRecord, trade_history
 from tests.builders import MARKET, NOW, OTHER_MARKET, make_order
 
 
@@ -23,7 +23,12 @@ def busy_state() -> State:
         book.submit(make_order(Side.Bid, 90 + i % 2, 10, trader=2, created=NOW + i), NOW)
     fills = book.submit(make_order(Side.Bid, 101, 25, trader=3, created=NOW), NOW)[1]
     pairs = [make_pair(fill, 13, index) for index, fill in enumerate(fills)]
-    return State(exchange, PendingPairs(pairs), 13)
+    trades = trade_history()
+    trades.extend(
+        TradeRecord(13, NOW, price, amount, maker.id, taker.id, taker.side)
+        for maker, taker, price, amount, _, _ in fills
+    )
+    return State(exchange, PendingPairs(pairs), 13, {MARKET: trades})
 
 
 def test_round_trip_keeps_books_queues_ltp_pairs_and_seq(tmp_path: Path) -> None:
@@ -41,10 +46,11 @@ def test_round_trip_keeps_books_queues_ltp_pairs_and_seq(tmp_path: Path) -> None
     ]
     assert state.outbox.pairs() == saved.outbox.pairs()
     assert state.seq == 13
+    assert list(state.trades[MARKET]) == list(saved.trades[MARKET]) != []
     assert digest(state) == digest(saved)
     document = orjson.loads(path.read_bytes())
     assert document["version"] == 2
-    assert set(document) == {"version", "seq", "exchange", "outbox"}
+    assert set(document) == {"version", "seq", "exchange", "outbox", "trades"}
 
 
 def test_version_1_still_restores(tmp_path: Path) -> None:

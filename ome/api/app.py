@@ -2,8 +2,10 @@
 
 Resources live in `cleanup_ctx`, entered in this order and exited in reverse:
 the executioner client, then `ome.api.lifecycle.CONTEXTS` (engine state with
-its dump, the delivery task, the expiry sweep). aiohttp exits them after the
-requests in flight have finished, which is when the dump must be written.
+its dump, the feed, the delivery task, the expiry sweep). The feed's sockets
+are closed in `on_shutdown`, before aiohttp waits for the handlers in flight.
+aiohttp exits the contexts after the requests in flight have finished, which
+is when the dump must be written.
 """
 
 import time
@@ -14,12 +16,14 @@ from aiohttp.typedefs import Middleware
 
 from ome.access import InFlight
 from ome.api import protocol  # noqa: F401  (makes protocol-level errors JSON)
+from ome.api.feed import FeedLimits
 from ome.api.health import Phase, Readiness
 from ome.api.keys import (
     CLOCK,
     COMMANDS,
     EXECUTIONER,
     EXIT,
+    FEED_LIMITS,
     IN_FLIGHT,
     METRICS,
     ON_FATAL,
@@ -29,7 +33,7 @@ from ome.api.keys import (
     SETTINGS,
     Exit,
 )
-from ome.api.lifecycle import CONTEXTS
+from ome.api.lifecycle import CONTEXTS, close_feed
 from ome.api.middlewares import error_middleware, request_context
 from ome.api.observe import observing
 from ome.api.routes import add_routes
@@ -55,11 +59,13 @@ def create_app(
     clock: Callable[[], int] | None = None,
     executioner_timeout: float = 5.0,
     on_fatal: Callable[[BaseException], None] | None = None,
+    feed_limits: FeedLimits | None = None,
 ) -> web.Application:
     """The OME as an aiohttp application; `clock` (unix seconds) lets tests move time.
 
     `on_fatal` is called when the service must stop (the journal failed); the
-    entry point makes the process exit 1.
+    entry point makes the process exit 1. `feed_limits` bounds the WebSocket
+    feed (queue length, ping interval, pong timeout).
     """
     metrics = Metrics() if settings.metrics else None
     readiness = Readiness()
@@ -72,11 +78,13 @@ def create_app(
     app[CLOCK] = clock or _now
     app[ON_FATAL] = on_fatal or _ignore
     app[EXIT] = Exit()
+    app[FEED_LIMITS] = feed_limits or FeedLimits()
     domain = settings.signature_domain
     app[ORDER_DOMAIN] = None if domain is None else Domain.of(*domain)
     app[IN_FLIGHT] = InFlight(settings.max_inflight_per_user)
     app[METRICS] = metrics
     app[READINESS] = readiness
+    app.on_shutdown.append(close_feed)
     add_routes(app)
 
     def observe_executioner(call: str, seconds: float, failure: str | None) -> None:

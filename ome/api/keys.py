@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ome.access import InFlight
+from ome.api.feed import Feed, FeedLimits
 from ome.api.health import Readiness
 from ome.commands import Commands
 from ome.config import Settings
@@ -18,6 +19,8 @@ SETTINGS = web.AppKey("settings", Settings)
 COMMANDS = web.AppKey("commands", Commands)
 EXECUTIONER = web.AppKey("executioner", ExecutionerClient)
 SENDER = web.AppKey("sender", Sender)
+FEED = web.AppKey("feed", Feed)
+FEED_LIMITS = web.AppKey("feed_limits", FeedLimits)
 # Unix seconds; a key of its own so that tests can move time.
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
 # Called when the service can no longer go on (the journal failed): the

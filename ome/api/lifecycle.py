@@ -15,6 +15,10 @@ in flight finished (they wait for the journal, which is still writing then).
 - `delivery`: the sender (a pair whose POST it interrupts stays pending).
 - `expiry_sweep`: expires orders even when nothing trades.
 - `periodic_snapshots`: a snapshot every `snapshot_interval` seconds.
+- `feed`: the WebSocket feed, a sink of the command path. Its sockets are
+  closed by `close_feed`, an `on_shutdown` hook, before aiohttp waits for
+  the handlers in flight (a feed connection is one), so open sockets do not
+  hold up the dump.
 """
 
 import asyncio
@@ -26,7 +30,18 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from ome.api.keys import CLOCK, COMMANDS, EXECUTIONER, EXIT, ON_FATAL, SENDER, SETTINGS
+from ome.api.feed import Feed
+from ome.api.keys import (
+    CLOCK,
+    COMMANDS,
+    EXECUTIONER,
+    EXIT,
+    FEED,
+    FEED_LIMITS,
+    ON_FATAL,
+    SENDER,
+    SETTINGS,
+)
 from ome.commands import Commands, Limits
 from ome.delivery import Sender
 from ome.eventlog import log_events
@@ -165,9 +180,26 @@ async def periodic_snapshots(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def feed(app: web.Application) -> AsyncIterator[None]:
+    commands = app[COMMANDS]
+    market_feed = Feed(commands, app[FEED_LIMITS])
+    app[FEED] = market_feed
+    commands.sinks.append(market_feed.publish)
+    yield
+    commands.sinks.remove(market_feed.publish)
+
+
+async def close_feed(app: web.Application) -> None:
+    """Close every feed socket at once; an `on_shutdown` hook."""
+    market_feed = app.get(FEED)
+    if market_feed is not None:
+        await market_feed.close_all()
+
+
 CONTEXTS: list[Callable[[web.Application], AsyncIterator[None]]] = [
     state,
     journal_writer,
+    feed,
     delivery,
     expiry_sweep,
     periodic_snapshots,

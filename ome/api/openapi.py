@@ -82,11 +82,33 @@ _ORDER = {
     "amount": "10",
     "expiration": "4102444800",
     "created": "1700000000",
-    # Signed on the development domain (--dev), as the README's example is.
+    # Made with the README's throwaway key 0x42…42 on --dev's domain.
     "signed_data": "0x097a44f9c4fa1de06421b3c77e7599c4663f11647e940f3fbefd83833a2592ef"
     "564f55d24c31fece230d731576ae6fb0ee5a4026c4bc928d9c118ca8b54cabff1c",
 }
 _ORDER_ID = "0x1f76d728249be583df3cdb29bc9aa2fb731c12566829f95c3a7b2977bd3e946c"
+_CANCEL = {
+    "marketId": _MARKET,
+    "orderId": _ORDER_ID,
+    "signature": "0x51e3a8559c9df9df2d0a7e5e70c31ed0057fa41396e3cfed9ee382409d68e3f4"
+    "2c54d9697daf7c53f464ec4b5df00e38a4354a3454537b4fb8ec7b196c154f111c",
+}
+_CANCEL_DESCRIPTION = (
+    "The body's `signature` is the owner's EIP-191 personal_sign of the text `cancel:` followed "
+    "by the order id as 0x and 64 lowercase hex; `marketId` and `orderId`, when present, must "
+    "name the path's market and order. Checked in this order: path and body (400), market and "
+    "order (404, whatever the signature), signature present (401), well-formed (400), the "
+    "owner's (403)."
+)
+_CANCEL_ERRORS = {
+    400: "The market or order id in the path is malformed; the body is not a JSON object, or its "
+    "marketId/orderId name another market or order; the signature is malformed "
+    "(`invalid_signature`)",
+    401: "Signature required",
+    403: "Not the order's owner: the signature is another key's",
+    404: "Market does not exist; Order does not exist in this market",
+    503: _JOURNAL,
+}
 
 # Path parameters by name: their schemas are what `ome.wire` parses, and an example.
 PATH_PARAMETERS: dict[str, tuple[JSON, str, str]] = {
@@ -277,6 +299,61 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("PATCH", "/book/{market}/order/{order_id}"): _cancel("cancel_order_patch", "PATCH"),
     ("DELETE", "/book/{market}/order/{order_id}"): _cancel("cancel_order", "DELETE"),
+    ("GET", "/book/{market}/depth"): Operation(
+        "get_depth",
+        "Read a market's aggregated depth",
+        200,
+        "The best `levels` price levels of each side, best first, with the market's `seq`",
+        _ref("Depth"),
+        {
+            400: "The market in the path is not an address; levels is not a whole number "
+            "from 1 to 1000",
+            404: "Market does not exist",
+        },
+        headers=(
+            {
+                "name": "levels",
+                "in": "query",
+                "required": False,
+                "description": "Levels per side, 1 to 1000 (default 50)",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+            },
+        ),
+    ),
+    ("GET", "/book/{market}/trades"): Operation(
+        "get_trades",
+        "Read a market's recent trades",
+        200,
+        "The most recent trades, newest first (the OME keeps the last 1,000 per market, "
+        "across restarts)",
+        {"type": "array", "items": _ref("Trade"), "maxItems": 1000},
+        {
+            400: "The market in the path is not an address; limit is not a whole number "
+            "from 1 to 1000",
+            404: "Market does not exist",
+        },
+        headers=(
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": "How many trades, 1 to 1000 (default 100)",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            },
+        ),
+    ),
+    ("GET", "/ws"): Operation(
+        "feed",
+        "The WebSocket feed of depth updates and trades",
+        101,
+        "Switched to the WebSocket protocol; the messages are described in docs/API.md "
+        "(OpenAPI has no words for them)",
+        {},
+        {400: "Not a WebSocket upgrade request"},
+        description="Subscribe with `{\"op\": \"subscribe\", \"market\": …, \"channels\": "
+        "[\"depth\", \"trades\"]}`: a depth snapshot, then one update per change with `seq` "
+        "increasing by one, and each trade as it happens.",
+    ),
     ("GET", "/book/{market}/{user}"): Operation(
         "user_orders",
         "List one trader's resting orders in a market",
@@ -410,6 +487,52 @@ RESPONSE_SCHEMAS: dict[str, JSON] = {
                 "pattern": "^(?:0|-?[1-9][0-9]*)$",
                 "description": "Best ask - best bid, 0 when a side is empty",
             },
+        },
+    },
+    "DepthLevel": {
+        "type": "array",
+        "description": "[price, total amount left, number of orders]",
+        "prefixItems": [_ref("Decimal"), _ref("Decimal"), {"type": "integer", "minimum": 1}],
+        "items": False,
+        "minItems": 3,
+    },
+    "Depth": {
+        "type": "object",
+        "description": "Aggregated levels, each side an array best first",
+        "additionalProperties": False,
+        "required": ["market", "seq", "bids", "asks", "ltp", "spread", "crossed"],
+        "properties": {
+            "market": _ref("Address"),
+            "seq": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "The market's sequence number: commands that changed its book",
+            },
+            "bids": {"type": "array", "items": _ref("DepthLevel")},
+            "asks": {"type": "array", "items": _ref("DepthLevel")},
+            "ltp": {**_DECIMAL, "description": "The last trade's price, 0 before any"},
+            "spread": {
+                "type": "string",
+                "pattern": "^(?:0|-?[1-9][0-9]*)$",
+                "description": "Best ask - best bid, 0 when a side is empty",
+            },
+            "crossed": {"type": "boolean", "description": "Best bid >= best ask"},
+        },
+    },
+    "Trade": {
+        "type": "object",
+        "description": "One trade, at the maker's price; `seq` is the market's sequence "
+        "number of the command that made it (trades of one order share it)",
+        "additionalProperties": False,
+        "required": ["seq", "time", "price", "amount", "maker", "taker", "taker_side"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1},
+            "time": {**_DECIMAL, "description": "Unix seconds"},
+            "price": _ref("Decimal"),
+            "amount": _ref("Decimal"),
+            "maker": _ref("OrderId"),
+            "taker": _ref("OrderId"),
+            "taker_side": {"enum": ["Bid", "Ask"]},
         },
     },
     "Markets": {

@@ -16,7 +16,8 @@ from the moment a connection opens: `__main__` sets it to `IDLE_TIMEOUT`.
 aiohttp has no deadline for a request that starts and never finishes, so this
 module adds one: the headers of a request must be complete within
 `header_timeout` seconds of its first byte, or the client gets 408 and the
-connection is closed. The body's deadline (`body_timeout`, counted once the
+connection is closed (not on a connection upgraded to a WebSocket, whose
+bytes are frames). The body's deadline (`body_timeout`, counted once the
 headers are in) is kept by `ome.api.middlewares`, which reads the body before
 the handler. Both are server parameters, like aiohttp's own:
 `web.AppRunner(app, header_timeout=…, body_timeout=…)`, so tests can use
@@ -110,7 +111,15 @@ class JsonRequestHandler(RequestHandler):
         if self._request_count > parsed and self._messages:
             self._body = self._messages[-1][1]
             self._cancel_header_deadline()
-        elif data and not in_body and self._header_deadline is None and self.transport:
+        elif (
+            data
+            and not in_body
+            and self._header_deadline is None
+            and self.transport
+            # Past a WebSocket upgrade the bytes are frames, never a request's headers.
+            and self._payload_parser is None
+            and not self._upgraded
+        ):
             # A request has begun: the idle deadline gives way to the header deadline
             # (aiohttp arms the idle one again once this request is answered).
             if self._keepalive_handle is not None:

@@ -14,6 +14,9 @@ matched pairs are in the outbox, whose sender delivers them after this answer.
 A cancel (PATCH or DELETE) checks path and body (400), market and order
 (404, whatever the signature), then the signature (401 missing, 400
 malformed); the engine's cancel refuses another signer (403).
+
+The full-book reads are streamed (`ome.api.streaming`); `/ws` is the feed
+(`ome.api.feed`).
 """
 
 from aiohttp import web
@@ -23,6 +26,7 @@ from ome.api import openapi
 from ome.api.keys import (
     COMMANDS,
     EXECUTIONER,
+    FEED,
     IN_FLIGHT,
     METRICS,
     ORDER_DOMAIN,
@@ -30,17 +34,26 @@ from ome.api.keys import (
     SETTINGS,
 )
 from ome.api.middlewares import MARKET, ORDER, SUBMIT_ROUTE, json_response
+from ome.api.streaming import book_pieces, orders_pieces, streamed_json
 from ome.engine import Book
+from ome.marketdata import (
+    DEFAULT_LEVELS,
+    DEFAULT_TRADES,
+    MAX_LEVELS,
+    MAX_TRADES,
+    depth_json,
+    recent_trades,
+)
 from ome.metrics import CONTENT_TYPE
 from ome.signing import verify_order
 from ome.wire import (
-    book_json,
     markets_json,
     message,
     orders_json,
     parse_address,
     parse_body,
     parse_cancel,
+    parse_count,
     parse_market_body,
     parse_order,
     parse_order_id,
@@ -86,7 +99,23 @@ async def create_market(request: web.Request) -> web.Response:
 
 
 async def get_book(request: web.Request) -> web.Response:
-    return json_response(book_json(_book(request)))
+    return streamed_json(request, book_pieces(_book(request)))
+
+
+async def get_depth(request: web.Request) -> web.Response:
+    levels = parse_count(request.query, "levels", DEFAULT_LEVELS, MAX_LEVELS)
+    return json_response(depth_json(_book(request), levels))
+
+
+async def get_trades(request: web.Request) -> web.Response:
+    limit = parse_count(request.query, "limit", DEFAULT_TRADES, MAX_TRADES)
+    book = _book(request)
+    history = request.app[COMMANDS].state.trades.get(book.market)
+    return json_response(recent_trades(history, limit))
+
+
+async def feed(request: web.Request) -> web.StreamResponse:
+    return await request.app[FEED].serve(request)
 
 
 async def submit_order(request: web.Request) -> web.Response:
@@ -105,7 +134,7 @@ async def submit_order(request: web.Request) -> web.Response:
 
 
 async def list_orders(request: web.Request) -> web.Response:
-    return json_response(orders_json(_book(request).orders()))
+    return streamed_json(request, orders_pieces(_book(request)))
 
 
 async def get_order(request: web.Request) -> web.Response:
@@ -149,12 +178,16 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/book", list_markets)
     router.add_post("/book", create_market)
     router.add_get("/book/{market}", get_book)
+    # Before `/book/{market}/{user}`: a user is 40 hex digits, never these words.
+    router.add_get("/book/{market}/depth", get_depth)
+    router.add_get("/book/{market}/trades", get_trades)
     router.add_post("/book/{market}/order", submit_order, name=SUBMIT_ROUTE)
     router.add_get("/book/{market}/order", list_orders)
     router.add_get("/book/{market}/order/{order_id}", get_order)
     router.add_delete("/book/{market}/order/{order_id}", cancel_order)
     router.add_patch("/book/{market}/order/{order_id}", cancel_order)
     router.add_get("/book/{market}/{user}", user_orders)
+    router.add_get("/ws", feed)
     for resource in list(router.resources()):
         assert isinstance(resource, web.Resource)
         resource.add_route("OPTIONS", preflight)

@@ -1,5 +1,6 @@
 """The OME app under test: `create_app` with a movable clock, on the fake executioner."""
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ from pytest_aiohttp import AiohttpClient
 
 from ome.api.app import create_app
 from ome.config import Settings
-from tests.builders import MARKET, Clock
+from tests.builders import MARKET, NOW, Clock, order_body
 from tests.fakes import FakeExecutioner
 
 # Requests to the executioner give up this fast in tests.
@@ -66,3 +67,35 @@ async def refused(client: Client, method: str, path: str, status: int, **kwargs:
     assert data["status"] == status
     assert isinstance(data["message"], str) and data["message"]
     return str(data["message"])
+
+
+async def random_flow(client: Client, seed: int, steps: int) -> list[dict[str, Any]]:
+    """Random orders and cancels over HTTP; the fills the answers reported, oldest first."""
+    rng = random.Random(seed)
+    resting: list[str] = []
+    fills: list[dict[str, Any]] = []
+    for step in range(steps):
+        if resting and rng.random() < 0.2:
+            order_id = resting.pop(rng.randrange(len(resting)))
+            await client.delete(f"/book/{MARKET}/order/{order_id}")
+            continue
+        answer = await submit(
+            client,
+            order_body(
+                who=rng.randint(1, 4),
+                side=rng.choice(["Bid", "Ask"]),
+                price=rng.randint(95, 105),
+                amount=rng.randint(1, 30),
+                created=str(NOW + step),
+            ),
+        )
+        fills.extend(answer["fills"])
+        if answer["message"] != "FullMatch":
+            resting.append(answer["id"])
+    return fills
+
+
+async def get_json(client: Client, path: str) -> Any:
+    response = await client.get(path)
+    assert response.status == 200, await response.text()
+    return await response.json()
