@@ -30,6 +30,7 @@ offset, and nothing is changed.
 
 import asyncio
 import contextlib
+import functools
 import os
 import struct
 import time
@@ -262,6 +263,7 @@ class Journal:
         self._appended_seq = durable_seq
         self._queue: deque[_Batch] = deque([_Batch([], durable_seq)])
         self._writing: _Batch | None = None
+        self._in_flight: asyncio.Future[float] | None = None
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self.failure: BaseException | None = None
@@ -337,27 +339,45 @@ class Journal:
 
     async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         queue = self._queue
-        while self.failure is None and (queue[0].chunks or queue[0].rotate_to is not None):
+        while True:
+            # A write still under way (its flusher was cancelled) goes first: records
+            # reach the file in sequence order.
+            if self._in_flight is not None:
+                await asyncio.wait([self._in_flight])
+            if self.failure is not None or not (queue[0].chunks or queue[0].rotate_to):
+                return
             batch = queue.popleft()
             if not queue:
                 queue.append(_Batch([], batch.last_seq))
             self._writing = batch
-            started = time.perf_counter()
-            try:
-                await loop.run_in_executor(self._executor, self._write, batch)
-            except Exception as exc:
-                self._fail(exc, batch)
-                return
-            finally:
-                self._writing = None
-            self.durable_seq = max(self.durable_seq, batch.last_seq)
-            self.records_written += len(batch.chunks)
-            self.flushes += 1 if batch.chunks else 0
-            if batch.chunks and self.observer is not None:
-                with contextlib.suppress(Exception):
-                    self.observer(len(batch.chunks), time.perf_counter() - started)
-            if batch.done is not None:
-                batch.done.set_result(None)
+            written = loop.run_in_executor(self._executor, self._timed_write, batch)
+            # Settled by a callback, not after the await: a cancelled flusher must not
+            # cancel a write (a queued job would be dropped) nor skip its bookkeeping.
+            self._in_flight = written
+            written.add_done_callback(functools.partial(self._settle, batch))
+            await asyncio.wait([written])
+
+    def _settle(self, batch: _Batch, written: "asyncio.Future[float]") -> None:
+        self._in_flight = None
+        self._writing = None
+        exc = written.exception()
+        if exc is not None:
+            self._fail(exc, batch)
+            return
+        self.durable_seq = max(self.durable_seq, batch.last_seq)
+        self.records_written += len(batch.chunks)
+        self.flushes += 1 if batch.chunks else 0
+        if batch.chunks and self.observer is not None:
+            with contextlib.suppress(Exception):
+                self.observer(len(batch.chunks), written.result())
+        if batch.done is not None:
+            batch.done.set_result(None)
+
+    def _timed_write(self, batch: _Batch) -> float:
+        """Write a batch in the worker thread; how long it took."""
+        started = time.perf_counter()
+        self._write(batch)
+        return time.perf_counter() - started
 
     def _write(self, batch: _Batch) -> None:
         if batch.rotate_to is not None:
