@@ -314,6 +314,10 @@ def free_port() -> int:
 
 
 async def wait_ready(url: str, process: subprocess.Popen[bytes], method: str = "GET") -> None:
+    """Wait until `url` answers other than 503. A bare base URL is asked for `/ready`: an
+    OME answers `GET /` while it is still restoring, and its other routes 503 until done."""
+    if not url.split("://", 1)[-1].partition("/")[2]:
+        url = url.rstrip("/") + "/ready"
     deadline = time.monotonic() + STARTUP_TIMEOUT
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -451,8 +455,8 @@ async def orchestrate(
         [__file__, "baseline", str(base_port), executioner, client]
     ) as base_process:  # fmt: skip
         await wait_ready(f"{executioner}/check", exec_process, method="POST")
-        await wait_ready(f"{ome}/ready", ome_process)
-        await wait_ready(f"{bare}/ready", bare_process)
+        await wait_ready(ome, ome_process)
+        await wait_ready(bare, bare_process)
         await wait_ready(baseline, base_process)
         print(
             f"\n=== executioner client: {client}; journal fsync {fsync}; {runs} run(s) x "

@@ -16,7 +16,8 @@ from pydantic_core import PydanticCustomError
 
 from ome.api.app import create_app
 from ome.api.openapi import document
-from ome.config import Settings
+from ome.config import DEV_CHAIN_ID, DEV_TRADER_CONTRACT, Settings
+from ome.signing import Domain, verify_order
 from ome.wire import (
     ADDRESS_SCHEMA,
     MAX_UINT128,
@@ -189,3 +190,5 @@ def test_the_examples_are_one_consistent_order() -> None:
         p["name"]: p["example"] for p in paths["/book/{market}/order/{order_id}"]["parameters"]
     }
     assert examples == {"market": order.target_tracer, "order_id": order.id}
+    # Signed by its user on the development domain, so `--dev` accepts it as it stands.
+    verify_order(Domain.of(DEV_CHAIN_ID, DEV_TRADER_CONTRACT), order)
