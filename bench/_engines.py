@@ -1,10 +1,15 @@
 """The engines bench/engine.py replays a stream into: ours and the PyPI ones.
 
-Each engine turns a stream into its own inputs in `prepare` (untimed: order
-objects built, the untimed setup phase replayed) and returns the timed replay;
-`resting` reports afterwards what rests. `audit` replays the stream once more
-with instrumentation, for the matched quantity, which the timed replay does
-not collect.
+Two protocols. `prepare` (prebuilt): the engine's order objects are built
+untimed, and the timed replay only submits them. `prepare_independent` (the
+way an independent benchmark drives every engine): the untimed part only
+turns the stream into each engine's primitive fields (id, user, side, price,
+amount, in the engine's own spelling of side), and the timed replay builds
+every order object from them, submits it and reads the result's fills (for
+the engines that return any). Both replay the untimed setup phase first.
+`resting` reports afterwards what rests. `audit` replays the stream once
+more with instrumentation, for the matched quantity, which the timed replays
+do not collect.
 
 The PyPI engines take integer ids and amounts: row `i` becomes id `i + 1`.
 They have no self-trade skip and no expiry, which the streams never need.
@@ -15,9 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from _streams import NOW, Stream
+from _streams import CREATED, EXPIRATION, NOW, Stream
 
-from ome.engine import Book, Side
+from ome.engine import Book, Order, Side
+
+# What the independent protocol gives every order of ours besides its
+# primitive fields: one market per stream, and these.
+SIGNATURE = "0x" + "ab" * 65
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +47,10 @@ class Engine(ABC):
     @abstractmethod
     def prepare(self, stream: Stream) -> Callable[[], None]:
         """Build everything the timed replay needs; return the replay."""
+
+    @abstractmethod
+    def prepare_independent(self, stream: Stream) -> Callable[[], None]:
+        """The timed replay of the independent protocol (see the module docstring)."""
 
     @abstractmethod
     def resting(self) -> tuple[int, int, int]:
@@ -85,6 +98,32 @@ class Ours(Engine):
 
         return replay_with_cancels
 
+    def prepare_independent(self, stream: Stream) -> Callable[[], None]:
+        self.book, _ = self._book(stream)
+        book = self.book
+        market = stream.market
+        now = NOW
+        ops = [
+            (rows[0], rows[1], rows[3], rows[4], rows[5]) if e >= 0 else (rows[0], "", _BID, 0, 0)
+            for e, rows in ((e, stream.rows[e if e >= 0 else ~e]) for e in stream.events)
+        ]
+
+        def replay() -> None:
+            submit = book.submit
+            cancel = book.cancel
+            matched = 0
+            for oid, user, side, price, amount in ops:
+                if not amount:
+                    cancel(oid)
+                    continue
+                order = Order(
+                    oid, user, market, side, price, amount, amount, EXPIRATION, CREATED, SIGNATURE
+                )
+                for fill in submit(order, now)[1]:
+                    matched += fill[3]
+
+        return replay
+
     def resting(self) -> tuple[int, int, int]:
         bid, ask = (sum(level.volume for level in self.book.levels(side)) for side in Side)
         return len(self.book), bid, ask
@@ -99,11 +138,14 @@ class Ours(Engine):
                 else:
                     missed += 1
                 continue
-            _, fills, _ = book.submit(orders[e], NOW)
+            fills = book.submit(orders[e], NOW)[1]
             crossing += bool(fills)
             matched += sum(amount for _, _, _, amount, _, _ in fills)
         self.book = book
         return Totals(matched, *self.resting(), crossing, missed)
+
+
+_BID = Side.Bid
 
 
 class LimitOrderBook(Engine):
@@ -148,6 +190,11 @@ class LimitOrderBook(Engine):
                     limit(is_buy, oid, amount, price)
 
         return replay_with_cancels
+
+    def prepare_independent(self, stream: Stream) -> Callable[[], None]:
+        # Its `limit` takes the primitive fields and builds its order itself
+        # (and returns nothing to read): the same calls as prebuilt.
+        return self.prepare(stream)
 
     def resting(self) -> tuple[int, int, int]:
         return self.book.count(), self.book.volume_buy(), self.book.volume_sell()
@@ -222,6 +269,31 @@ class Liquibook(Engine):
                     cancel(order)
 
         return replay_with_cancels
+
+    def prepare_independent(self, stream: Stream) -> Callable[[], None]:
+        self.book = None
+        self.book, _ = self._book(stream)
+        add = self.book.add
+        cancel = self.book.cancel
+        new_order = self._lb.SimpleOrder
+        built: list[Any] = [None] * len(stream.rows)
+        # Row index, is_buy, price, amount; a cancel names the row whose order it cancels.
+        ops = [
+            (e, stream.rows[e][3] == Side.Bid, stream.rows[e][4], stream.rows[e][5])
+            if e >= 0
+            else (~e, None, 0, 0)
+            for e in stream.events
+        ]
+
+        def replay() -> None:
+            for row, is_buy, price, amount in ops:
+                if is_buy is None:
+                    cancel(built[row])
+                else:
+                    order = built[row] = new_order(is_buy, price, amount)
+                    add(order)
+
+        return replay
 
     def resting(self) -> tuple[int, int, int]:
         bids = [tracker.open_qty() for tracker in self.book.bids().values()]

@@ -119,7 +119,7 @@ def stream_b(a: Stream, seed: int = 2) -> Stream:
 
     events: list[int] = []
     for i, order in enumerate(a.orders()):
-        _, fills, _ = book.submit(order, NOW)
+        fills = book.submit(order, NOW)[1]
         # Fills unpack positionally: (maker, taker, price, amount, maker left, taker left).
         for maker, _, _, _, maker_left, _ in fills:
             if maker_left == 0:

@@ -8,10 +8,18 @@ Workloads (issue 2): A limit orders, about 30% trading on arrival; B A plus a
 cancel of a random resting order after each order with probability 0.3; C a
 non-crossing book, then marketable orders (only those are timed); D the cost
 of one submit and one cancel on a book of 1,000 vs 1,000,000 resting orders,
-and the memory a resting order takes. Orders are built and their ids
-computed before timing starts. Every figure is the median of 3 runs. Times
-are this process's CPU time (time.process_time), so that other work on a
-shared machine does not count; the whole run takes about 2 minutes.
+the memory a resting order takes, and the memory a remembered finished id
+takes. Ids are computed before timing starts.
+
+A, B and C are measured under two protocols (bench/_engines.py): prebuilt
+(every engine's order objects built before timing, the collector frozen
+over them), and independent (issue 11: each order built inside the timed
+loop from its primitive fields, the result's fills read, the garbage
+collector on, as in the service; the peers driven the same way). The
+floors apply to the independent protocol; D uses it too. Every figure is
+the median of 3 runs. Times are this process's CPU time
+(time.process_time), so that other work on a shared machine does not count;
+the whole run takes about 5 minutes.
 
 When the PyPI engines of the `bench` extra are installed, A, B and C are also
 replayed into them in the same run, after checking that each matches and
@@ -96,7 +104,8 @@ def describe(stream: Stream, totals: Totals) -> str:
 
 
 def replay_all(stream: Stream, engines: list[Engine], runs: int) -> bool:
-    """Audit every engine against ours, then time the agreeing ones; False on disagreement."""
+    """Audit every engine against ours, then time the agreeing ones under both
+    protocols; False on disagreement."""
     ours = engines[0]
     expected = ours.audit(stream)
     print(f"\n{stream.name}: {describe(stream, expected)}")
@@ -110,33 +119,47 @@ def replay_all(stream: Stream, engines: list[Engine], runs: int) -> bool:
             ok = False
             print(f"  {engine.name} DISAGREES, not timed: {got} != ours {expected}")
     resting = (expected.resting_orders, expected.resting_bid, expected.resting_ask)
-    times: dict[str, list[float]] = {engine.name: [] for engine in agreeing}
-    for _ in range(runs):
-        for engine in agreeing:
-            replay = engine.prepare(stream)
-            # The prepared inputs outnumber the book several times over and would
-            # not exist in a service: keep full collections during the run from
-            # walking them (the cost of walking a big book shows in D).
-            gc.collect()
-            gc.freeze()
-            start = time.process_time()
-            replay()
-            times[engine.name].append(time.process_time() - start)
-            gc.unfreeze()
-            if engine.resting() != resting:
-                ok = False
-                print(f"  {engine.name} run left {engine.resting()} resting, audit {resting}")
+    for independent in (False, True):
+        times: dict[str, list[float]] = {engine.name: [] for engine in agreeing}
+        for _ in range(runs):
+            for engine in agreeing:
+                prepare = engine.prepare_independent if independent else engine.prepare
+                replay = prepare(stream)
+                # The prepared inputs (prebuilt: the order objects themselves)
+                # would not exist in a service: keep full collections during the
+                # run from walking them. Independent: every order and result is
+                # made in the timed loop, under the collector, as in the service
+                # (which freezes only what it restored at start).
+                gc.collect()
+                gc.freeze()
+                start = time.process_time()
+                replay()
+                times[engine.name].append(time.process_time() - start)
+                gc.unfreeze()
+                if engine.resting() != resting:
+                    ok = False
+                    print(f"  {engine.name} run left {engine.resting()} resting, audit {resting}")
+        _print_times(stream, agreeing, times, independent)
+    return ok
+
+
+def _print_times(
+    stream: Stream, engines: list[Engine], times: dict[str, list[float]], independent: bool
+) -> None:
     ops = len(stream.events)
     what = "submits+cancels" if stream.cancels else "orders"
-    ours_time = statistics.median(times[ours.name])
-    print(f"  {'engine':<17} {'median s':>9} {what + '/s':>20} {'ours/engine':>12}")
-    for engine in agreeing:
+    ours_time = statistics.median(times[engines[0].name])
+    if independent:
+        print("  independent protocol: orders built in the timed loop, fills read, gc on")
+    else:
+        print("  prebuilt protocol: orders built before timing, gc frozen")
+    print(f"    {'engine':<17} {'median s':>9} {what + '/s':>20} {'ours/engine':>12}")
+    for engine in engines:
         median = statistics.median(times[engine.name])
-        ratio = "" if engine is ours else f"{median / ours_time:.2f}x"
-        floor = FLOORS.get((stream.name, engine.name))
+        ratio = "" if engine is engines[0] else f"{median / ours_time:.2f}x"
+        floor = FLOORS.get((stream.name, engine.name)) if independent else None
         note = f"  (floor {floor:.2f}x)" if floor else ""
-        print(f"  {engine.name:<17} {median:>9.4f} {ops / median:>20,.0f} {ratio:>12}{note}")
-    return ok
+        print(f"    {engine.name:<17} {median:>9.4f} {ops / median:>20,.0f} {ratio:>12}{note}")
 
 
 def _pick_resting(live: list[str], book: Book, rng: Random) -> str:
@@ -186,25 +209,29 @@ def _time_d(size: int, sizes: Sizes) -> tuple[float, float, float]:
         gc.collect()
         for _ in range(sizes.d_ops // D_BLOCK):
             cancels = [_pick_resting(live, book, rng) for _ in range(D_BLOCK)]
-            rests = [Order(*resting_row(traders, next(created), D_SCALE)) for _ in range(D_BLOCK)]
-            live.extend(order.id for order in rests)
+            rests = [resting_row(traders, next(created), D_SCALE) for _ in range(D_BLOCK)]
+            live.extend(row[0] for row in rests)
             takers = [
-                Order(*traders.row(side, far[side], rng.randint(1, 100) * D_SCALE, next(created)))
+                traders.row(side, far[side], rng.randint(1, 100) * D_SCALE, next(created))
                 for side in (Side.Bid, Side.Ask) * (D_BLOCK // 2)
             ]
+            matched = 0
             start = clock()
-            for order in rests:
-                submit(order, now)
+            for row in rests:
+                submit(Order(*row), now)
             rested = clock()
             for oid in cancels:
                 cancel(oid)
             cancelled = clock()
-            for order in takers:
-                submit(order, now)
+            for row in takers:
+                for fill in submit(Order(*row), now)[1]:
+                    matched += fill[3]
             totals[0] += rested - start
             totals[1] += cancelled - rested
             totals[2] += clock() - cancelled
-            assert not any(order.amount_left for order in takers)
+            # Every taker is priced through the whole book: it must be filled in full.
+            assert matched == sum(row[5] for row in takers), "a taker rested"
+            matched = 0
             # Untimed: bring the book back to its nominal size.
             while len(book) < size:
                 order = Order(*resting_row(traders, next(created), D_SCALE))
@@ -217,6 +244,21 @@ def _time_d(size: int, sizes: Sizes) -> tuple[float, float, float]:
         statistics.median(r[1] for r in per_run),
         statistics.median(r[2] for r in per_run),
     )
+
+
+def _finished_memory(count: int, expirations: int) -> float:
+    """Bytes per id in a book's finished-order memory, the id string included
+    (once its order is gone, the memory is what keeps the id alive)."""
+    rng = Random(6)
+    raw = [rng.getrandbits(256) for _ in range(count)]
+    book = Book("0x" + "22" * 20)
+    gc.collect()
+    tracemalloc.start()
+    for i, bits in enumerate(raw):
+        book.remember(f"0x{bits:064x}", NOW + i % expirations)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return held / count
 
 
 def workload_d(sizes: Sizes) -> None:
@@ -239,6 +281,12 @@ def workload_d(sizes: Sizes) -> None:
     print(
         f"  {sizes.d_books[1]:,} vs {sizes.d_books[0]:,}: {ratios}, "
         f"all {sum(large) / sum(small):.2f}x (target <= 1.5x)"
+    )
+    count = sizes.d_books[1]
+    print(
+        f"  finished-order memory (tracemalloc, {count:,} ids): "
+        f"{_finished_memory(count, 300):,.0f} B per id when 300 expirations are shared, "
+        f"{_finished_memory(count, count):,.0f} B when each id has its own"
     )
     small_dict, large_dict = (
         statistics.median(_dict_ns(size, sizes.d_ops) for _ in range(3)) for size in sizes.d_books

@@ -30,6 +30,7 @@ offset, and nothing is changed.
 
 import asyncio
 import contextlib
+import functools
 import os
 import struct
 import time
@@ -42,6 +43,8 @@ from pathlib import Path
 
 HEADER = struct.Struct("<IIQ")
 _SEQ = struct.Struct("<Q")
+# Offset of the seq field in a frame: the CRC covers everything from there on.
+_CRC_FROM = HEADER.size - _SEQ.size
 SUFFIX = ".journal"
 # A record is one command: a few hundred bytes. Anything this large is damage.
 MAX_RECORD = 1 << 20
@@ -123,22 +126,21 @@ def read_segments(folder: Path, after: int, scan: Scan) -> Iterator[tuple[int, b
                 "(a segment is missing or out of place)"
             )
         data = path.read_bytes()
+        view = memoryview(data)
         offset = 0
         seq = first - 1
         while offset < len(data):
-            problem = _check_record(data, offset, seq + 1)
-            if problem is not None:
-                tail_is_torn = is_last and problem.endswith_at_eof
+            end = _check_record(data, view, offset, seq + 1)
+            if isinstance(end, _Problem):
+                tail_is_torn = is_last and end.endswith_at_eof
                 if tail_is_torn:
                     scan.torn = Torn(path, offset, len(data))
                     break
-                raise JournalCorrupt(f"journal {path} at offset {offset}: {problem.reason}")
-            length = HEADER.unpack_from(data, offset)[0]
+                raise JournalCorrupt(f"journal {path} at offset {offset}: {end.reason}")
             seq += 1
-            start = offset + HEADER.size
-            offset = start + length
             if seq > after:
-                yield seq, data[start:offset]
+                yield seq, data[offset + HEADER.size : end]
+            offset = end
         expected = seq + 1
         scan.last_seq = max(scan.last_seq, seq)
         scan.last_segment = path
@@ -151,22 +153,23 @@ class _Problem:
     endswith_at_eof: bool
 
 
-def _check_record(data: bytes, offset: int, expected_seq: int) -> _Problem | None:
+def _check_record(data: bytes, view: memoryview, offset: int, expected_seq: int) -> int | _Problem:
+    """Where the record at `offset` ends, or what is wrong with it; `view` is `data`'s."""
     remaining = len(data) - offset
     if remaining < HEADER.size:
         return _Problem("record header cut short", True)
     length, crc, seq = HEADER.unpack_from(data, offset)
-    end = offset + HEADER.size + length
+    end: int = offset + HEADER.size + length
     if length > MAX_RECORD:
         return _Problem(f"record length {length} is not plausible", False)
     if end > len(data):
         return _Problem("record cut short", True)
-    payload = memoryview(data)[offset + HEADER.size : end]
-    if zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq))) != crc:
+    # The seq field and the payload lie side by side: one CRC pass covers both.
+    if zlib.crc32(view[offset + _CRC_FROM : end]) != crc:
         return _Problem("CRC mismatch", end == len(data))
     if seq != expected_seq:
         return _Problem(f"sequence {seq} where {expected_seq} was expected", False)
-    return None
+    return end
 
 
 def cut_torn_tail(torn: Torn) -> None:
@@ -260,6 +263,7 @@ class Journal:
         self._appended_seq = durable_seq
         self._queue: deque[_Batch] = deque([_Batch([], durable_seq)])
         self._writing: _Batch | None = None
+        self._in_flight: asyncio.Future[float] | None = None
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self.failure: BaseException | None = None
@@ -335,27 +339,45 @@ class Journal:
 
     async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         queue = self._queue
-        while self.failure is None and (queue[0].chunks or queue[0].rotate_to is not None):
+        while True:
+            # A write still under way (its flusher was cancelled) goes first: records
+            # reach the file in sequence order.
+            if self._in_flight is not None:
+                await asyncio.wait([self._in_flight])
+            if self.failure is not None or not (queue[0].chunks or queue[0].rotate_to):
+                return
             batch = queue.popleft()
             if not queue:
                 queue.append(_Batch([], batch.last_seq))
             self._writing = batch
-            started = time.perf_counter()
-            try:
-                await loop.run_in_executor(self._executor, self._write, batch)
-            except Exception as exc:
-                self._fail(exc, batch)
-                return
-            finally:
-                self._writing = None
-            self.durable_seq = max(self.durable_seq, batch.last_seq)
-            self.records_written += len(batch.chunks)
-            self.flushes += 1 if batch.chunks else 0
-            if batch.chunks and self.observer is not None:
-                with contextlib.suppress(Exception):
-                    self.observer(len(batch.chunks), time.perf_counter() - started)
-            if batch.done is not None:
-                batch.done.set_result(None)
+            written = loop.run_in_executor(self._executor, self._timed_write, batch)
+            # Settled by a callback, not after the await: a cancelled flusher must not
+            # cancel a write (a queued job would be dropped) nor skip its bookkeeping.
+            self._in_flight = written
+            written.add_done_callback(functools.partial(self._settle, batch))
+            await asyncio.wait([written])
+
+    def _settle(self, batch: _Batch, written: "asyncio.Future[float]") -> None:
+        self._in_flight = None
+        self._writing = None
+        exc = written.exception()
+        if exc is not None:
+            self._fail(exc, batch)
+            return
+        self.durable_seq = max(self.durable_seq, batch.last_seq)
+        self.records_written += len(batch.chunks)
+        self.flushes += 1 if batch.chunks else 0
+        if batch.chunks and self.observer is not None:
+            with contextlib.suppress(Exception):
+                self.observer(len(batch.chunks), written.result())
+        if batch.done is not None:
+            batch.done.set_result(None)
+
+    def _timed_write(self, batch: _Batch) -> float:
+        """Write a batch in the worker thread; how long it took."""
+        started = time.perf_counter()
+        self._write(batch)
+        return time.perf_counter() - started
 
     def _write(self, batch: _Batch) -> None:
         if batch.rotate_to is not None:

@@ -196,6 +196,21 @@ class MarketRequest(BaseModel):
     market: Address
 
 
+def _camel_or_snake(schema: dict[str, Any]) -> None:
+    """`marketId` / `orderId` may come as `market_id` / `order_id`, read only without the first."""
+    properties = schema["properties"]
+    for camel, snake in (("marketId", "market_id"), ("orderId", "order_id")):
+        either = properties.pop(camel)
+        schema.setdefault("allOf", []).append(
+            {
+                "anyOf": [
+                    {"required": [camel], "properties": {camel: either}},
+                    {"not": {"required": [camel]}, "properties": {snake: either}},
+                ]
+            }
+        )
+
+
 class CancelRequest(BaseModel):
     """The body of `PATCH` / `DELETE /book/{market}/order/{order_id}`, the frontend's shape.
 
@@ -203,7 +218,7 @@ class CancelRequest(BaseModel):
     order is found, so that an unknown order is 404 whatever the signature.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=_camel_or_snake)
 
     signature: str | None = None
     market_id: Address | None = Field(None, validation_alias=AliasChoices("marketId", "market_id"))

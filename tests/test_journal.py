@@ -2,6 +2,7 @@
 
 import asyncio
 import errno
+import threading
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,26 @@ def test_records_the_snapshot_covers_are_skipped(tmp_path: Path) -> None:
     records, scan = read_all(tmp_path, after=4)
     assert records == payloads(2, start=5)
     assert scan.last_seq == 6
+
+
+async def test_a_cancelled_flusher_loses_no_batch_and_settles_its_waiters(tmp_path: Path) -> None:
+    """The writer task is cancelled at shutdown; a write it had queued must still happen."""
+    file = SegmentFile(tmp_path, sync=False)
+    file.open(1)
+    journal = Journal(file, durable_seq=0)
+    busy = threading.Event()
+    # Keep the worker thread busy, so that the flusher's write waits in its queue.
+    journal._executor.submit(busy.wait)
+    task = await started(journal)
+    journal.append(1, b"[1]")
+    waiting = asyncio.create_task(journal.wait(1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    journal.append(2, b"[2]")
+    busy.set()
+    await asyncio.wait_for(journal.close(), 30)
+    await asyncio.wait_for(waiting, 30)
+    assert journal.durable_seq == 2
+    assert read_all(tmp_path)[0] == [(1, b"[1]"), (2, b"[2]")]

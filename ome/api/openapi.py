@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ome.wire import ADDRESS_SCHEMA, ORDER_ID_SCHEMA, MarketRequest, OrderRequest
+from ome.wire import ADDRESS_SCHEMA, ORDER_ID_SCHEMA, CancelRequest, MarketRequest, OrderRequest
 
 JSON = dict[str, Any]
 _REF = "#/components/schemas/{model}"
@@ -62,6 +62,8 @@ class Operation:
     errors: dict[int, str] = field(default_factory=dict)
     body: type[BaseModel] | None = None
     body_example: JSON | None = None
+    # False: the body may be left out (a cancel without a signature).
+    body_required: bool = True
     description: str = ""
     ok_media: str = "application/json"
     # OpenAPI links from the success answer to later operations (stateful testing follows them).
@@ -73,16 +75,40 @@ class Operation:
 # phase) can follow one order from the market's creation to its cancel.
 _MARKET = "0x61f5a3d36c10d7ea1d797e70f7486eb7ad177481"
 _ORDER = {
-    "user": "0x1111111111111111111111111111111111111111",
+    "user": "0x17c5185167401ed00cf5f5b2fc97d9bbfdb7d025",
     "target_tracer": _MARKET,
     "side": "Ask",
     "price": "105",
     "amount": "10",
     "expiration": "4102444800",
     "created": "1700000000",
-    "signed_data": "0x" + "ab" * 65,
+    # Made with the README's throwaway key 0x42…42 on --dev's domain.
+    "signed_data": "0x097a44f9c4fa1de06421b3c77e7599c4663f11647e940f3fbefd83833a2592ef"
+    "564f55d24c31fece230d731576ae6fb0ee5a4026c4bc928d9c118ca8b54cabff1c",
 }
-_ORDER_ID = "0x7118a674223fc879bd1076672e4015b892d1276c026ec900e7f27cab6cbaa1bc"
+_ORDER_ID = "0x1f76d728249be583df3cdb29bc9aa2fb731c12566829f95c3a7b2977bd3e946c"
+_CANCEL = {
+    "marketId": _MARKET,
+    "orderId": _ORDER_ID,
+    "signature": "0x51e3a8559c9df9df2d0a7e5e70c31ed0057fa41396e3cfed9ee382409d68e3f4"
+    "2c54d9697daf7c53f464ec4b5df00e38a4354a3454537b4fb8ec7b196c154f111c",
+}
+_CANCEL_DESCRIPTION = (
+    "The body's `signature` is the owner's EIP-191 personal_sign of the text `cancel:` followed "
+    "by the order id as 0x and 64 lowercase hex; `marketId` and `orderId`, when present, must "
+    "name the path's market and order. Checked in this order: path and body (400), market and "
+    "order (404, whatever the signature), signature present (401), well-formed (400), the "
+    "owner's (403)."
+)
+_CANCEL_ERRORS = {
+    400: "The market or order id in the path is malformed; the body is not a JSON object, or its "
+    "marketId/orderId name another market or order; the signature is malformed "
+    "(`invalid_signature`)",
+    401: "Signature required",
+    403: "Not the order's owner: the signature is another key's",
+    404: "Market does not exist; Order does not exist in this market",
+    503: _JOURNAL,
+}
 
 # Path parameters by name: their schemas are what `ome.wire` parses, and an example.
 PATH_PARAMETERS: dict[str, tuple[JSON, str, str]] = {
@@ -92,6 +118,35 @@ PATH_PARAMETERS: dict[str, tuple[JSON, str, str]] = {
 }
 
 _MARKET_LINK = {"market": "$request.path.market"}
+
+
+def _cancel(operation_id: str, method: str) -> Operation:
+    unsigned = (
+        " A DELETE without a body is accepted only when the OME runs with --allow_unsigned_cancel."
+        if method == "DELETE"
+        else ""
+    )
+    return Operation(
+        operation_id,
+        "Cancel a resting order",
+        200,
+        "What was left of the order has left the book",
+        status_object(200, "Order cancelled"),
+        {
+            400: "The market or order id in the path is malformed; the body is not JSON, its "
+            "marketId or orderId is not the path's, or its signature is malformed",
+            401: "No signature, and unsigned cancels are not allowed",
+            403: "The signature is not the order's user's",
+            404: "Market does not exist; Order does not exist in this market (whatever the "
+            "signature)",
+            503: _JOURNAL,
+        },
+        body=CancelRequest,
+        body_required=False,
+        description="`signature` signs the order id (EIP-191) with the key of the order's "
+        "user." + unsigned,
+    )
+
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/"): Operation(
@@ -242,18 +297,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             404: "Market does not exist; Order does not exist in this market",
         },
     ),
-    ("DELETE", "/book/{market}/order/{order_id}"): Operation(
-        "cancel_order",
-        "Cancel a resting order",
-        200,
-        "What was left of the order has left the book",
-        status_object(200, "Order cancelled"),
-        {
-            400: "The market or order id in the path is malformed",
-            404: "Market does not exist; Order does not exist in this market",
-            503: _JOURNAL,
-        },
-    ),
+    ("PATCH", "/book/{market}/order/{order_id}"): _cancel("cancel_order_patch", "PATCH"),
+    ("DELETE", "/book/{market}/order/{order_id}"): _cancel("cancel_order", "DELETE"),
     ("GET", "/book/{market}/depth"): Operation(
         "get_depth",
         "Read a market's aggregated depth",
@@ -532,7 +577,7 @@ def _operation(op: Operation) -> JSON:
         content = _json_content(_ref(op.body.__name__))
         if op.body_example is not None:
             content["application/json"]["example"] = op.body_example
-        spec["requestBody"] = {"required": True, "content": content}
+        spec["requestBody"] = {"required": op.body_required, "content": content}
     return spec
 
 
@@ -586,7 +631,7 @@ def document() -> JSON:
     for path, item in paths.items():
         item["options"] = _preflight(path)
     schemas = dict(RESPONSE_SCHEMAS)
-    for model in (MarketRequest, OrderRequest):
+    for model in (MarketRequest, OrderRequest, CancelRequest):
         schema = model.model_json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

@@ -60,12 +60,11 @@ submit and one per fill. When nothing traded or expired they share one empty
 list each: callers must never mutate a result.
 """
 
-from collections import deque
 from collections.abc import Iterator
 from enum import StrEnum
 from heapq import heapify, heappop, heappush
 from itertools import islice
-from typing import NoReturn, Protocol
+from typing import Final, NoReturn, Protocol
 
 # sortedcontainers ships no type hints; SortedKeys below declares what the book uses.
 from sortedcontainers import SortedList  # type: ignore[import-untyped, unused-ignore]
@@ -83,6 +82,8 @@ from ome.engine.orders import Order, Side
 
 # Deferred entries may outnumber live orders by this much (and the expiry
 # index by twice the live orders plus this) before they are tidied away.
+# Read once per book (tests lower them): compiled code reads a module global
+# through a dict lookup, an instance attribute directly.
 _SLACK = 1024
 # A user's list is repacked when it holds more than twice its live orders plus this.
 _USER_SLACK = 8
@@ -104,13 +105,19 @@ SubmitResult = tuple[Status, list[Fill], list[Order]]
 """What `Book.submit` did: its status, the fills in the order they happened, and
 the resting makers it removed because they had expired (amount_left now 0)."""
 
-_ADD, _PARTIAL_MATCH, _FULL_MATCH = Status.ADD, Status.PARTIAL_MATCH, Status.FULL_MATCH
-_BID = Side.Bid
+# Final: the compiled build keeps these in C statics instead of the module's dict.
+_ADD: Final = Status.ADD
+_PARTIAL_MATCH: Final = Status.PARTIAL_MATCH
+_FULL_MATCH: Final = Status.FULL_MATCH
+_BID: Final = Side.Bid
 # The cached best key of an empty side: above every key, so nothing crosses it.
-_NO_LEVEL = 1 << 256
+_NO_LEVEL: Final = 1 << 256
 # Shared by every result without fills or expired makers: callers never mutate results.
-_NO_FILLS: list[Fill] = []
-_NO_ORDERS: list[Order] = []
+_NO_FILLS: Final[list[Fill]] = []
+_NO_ORDERS: Final[list[Order]] = []
+# A level drops the popped entries before its head once there are more than this
+# and they are half its list.
+_TRIM: Final = 32
 
 
 class SortedKeys(Protocol):
@@ -132,36 +139,46 @@ def _sorted_keys() -> SortedKeys:
 class PriceLevel:
     """The orders at one price in time priority, with their total amount left.
 
-    `queue` also holds `dead` entries (amount_left 0) until they reach its
-    front or the level is packed; its first entry is always live.
+    The queue is `queue[head:]`: popping its front moves `head` (entries before
+    it are dead and are dropped once they are half the list). The queue also
+    holds `dead` entries (amount_left 0) until they reach its front or the
+    level is packed; its first entry is always live, and the level is empty
+    when `head == len(queue)`. A list, not a deque: the compiled build indexes
+    and appends to a list natively, where a deque costs a method call each.
     """
 
-    __slots__ = ("dead", "price", "queue", "volume")
+    __slots__ = ("dead", "head", "price", "queue", "volume")
 
     def __init__(self, price: int) -> None:
         self.price = price
-        self.queue: deque[Order] = deque()
+        self.queue: list[Order] = []
+        self.head = 0
         self.volume = 0
         self.dead = 0
 
     def orders(self) -> list[Order]:
         """The live orders, in time priority."""
-        return [order for order in self.queue if order.amount_left]
+        return [order for order in self.queue[self.head :] if order.amount_left]
 
     def __len__(self) -> int:
-        return len(self.queue) - self.dead
+        return len(self.queue) - self.head - self.dead
 
     def bury(self, count: int) -> None:
         """Account for `count` more dead entries: pop the dead front, pack when they dominate."""
         queue = self.queue
+        head = self.head
         dead = self.dead + count
         # Dead entries are in the queue, so it is not empty while `dead` is not 0.
-        while dead and not queue[0].amount_left:
-            queue.popleft()
+        while dead and not queue[head].amount_left:
+            head += 1
             dead -= 1
-        if 2 * dead > len(queue):
-            self.queue = deque(self.orders())
-            dead = 0
+        if 2 * dead > len(queue) - head:
+            self.queue = [order for order in queue[head:] if order.amount_left]
+            head = dead = 0
+        elif head > _TRIM and 2 * head > len(queue):
+            del queue[:head]
+            head = 0
+        self.head = head
         self.dead = dead
 
 
@@ -183,10 +200,11 @@ class Book:
     """
 
     __slots__ = (
+        "_asks",
         "_best",
+        "_bids",
         "_by_user",
         "_deaths",
-        "_depth",
         "_expiring",
         "_expiry_entries",
         "_expiry_heap",
@@ -194,8 +212,12 @@ class Book:
         "_finished_at",
         "_finished_heap",
         "_keys",
+        "_last_bucket",
+        "_last_expiration",
         "_levels",
         "_orders",
+        "_slack",
+        "_user_slack",
         "ltp",
         "market",
         "seq",
@@ -205,11 +227,16 @@ class Book:
         self.market = market
         self.ltp = 0
         self.seq = 0
+        self._slack = _SLACK
+        self._user_slack = _USER_SLACK
         # Indexed by Side: [bids, asks].
-        self._levels: tuple[dict[int, PriceLevel], dict[int, PriceLevel]] = ({}, {})
-        self._keys = (_sorted_keys(), _sorted_keys())
+        # Lists, not tuples: the compiled build boxes a tuple at every indexing.
+        self._levels: list[dict[int, PriceLevel]] = [{}, {}]
+        self._keys = [_sorted_keys(), _sorted_keys()]
         self._best = [_NO_LEVEL, _NO_LEVEL]
-        self._depth = [0, 0]
+        # Resting orders per side (plain attributes: compiled, a list would box them).
+        self._bids = 0
+        self._asks = 0
         # Resting orders, and the dead ones listed in _deaths (see the module docstring).
         self._orders: dict[str, Order] = {}
         self._deaths: list[Order] = []
@@ -218,6 +245,10 @@ class Book:
         self._expiring: dict[int, list[Order]] = {}
         self._expiry_heap: list[int] = []
         self._expiry_entries = 0
+        # The bucket of the last rested order's expiration (-1: none), which the
+        # next order usually shares; forgotten whenever buckets are popped or rebuilt.
+        self._last_expiration = -1
+        self._last_bucket: list[Order] = []
         # Finished-order memory: id -> expiration, and the ids by expiration.
         self._finished: dict[str, int] = {}
         self._finished_at: dict[int, list[str]] = {}
@@ -226,7 +257,7 @@ class Book:
     # ------------------------------------------------------------------ reads
 
     def __len__(self) -> int:
-        return self._depth[0] + self._depth[1]
+        return self._bids + self._asks
 
     def __contains__(self, order_id: object) -> bool:
         order = self._orders.get(order_id) if isinstance(order_id, str) else None
@@ -245,7 +276,7 @@ class Book:
     @property
     def depth(self) -> tuple[int, int]:
         """Number of resting orders: (bids, asks)."""
-        return self._depth[0], self._depth[1]
+        return self._bids, self._asks
 
     @property
     def spread(self) -> int:
@@ -347,7 +378,10 @@ class Book:
         for key in self._keys[opposite]:
             if key > limit:
                 break
-            for maker in levels[key].queue:
+            level = levels[key]
+            queue = level.queue
+            for at in range(level.head, len(queue)):
+                maker = queue[at]
                 left = maker.amount_left
                 if left and maker.expiration > now and maker.user != user:
                     total += left
@@ -446,6 +480,8 @@ class Book:
             self._settle()
         heap = self._expiry_heap
         removed: list[Order] = []
+        if heap and heap[0] <= now:
+            self._last_expiration = -1
         while heap and heap[0] <= now:
             bucket = self._expiring.pop(heappop(heap))
             self._expiry_entries -= len(bucket)
@@ -478,14 +514,19 @@ class Book:
         fills: list[Fill] = _NO_FILLS
         expired: list[Order] = _NO_ORDERS
         emptied: list[int] | None = None
-        for key in keys:
-            if key > limit:
-                break
+        # Levels after the best one are walked through the sorted list, which
+        # most takers never reach: the cached best key starts the walk.
+        walk: Iterator[int] | None = None
+        passed_over = False
+        key = self._best[opposite]
+        while key <= limit:
             level = levels[key]
             price = level.price
             traded = 0
             died = 0
-            for maker in level.queue:
+            queue = level.queue
+            for at in range(level.head, len(queue)):
+                maker = queue[at]
                 left = maker.amount_left
                 if not left:
                     continue
@@ -522,37 +563,49 @@ class Book:
             if traded:
                 self.ltp = price
                 level.volume -= traded
+            gone = False
             if died:
-                self._depth[opposite] -= died
+                if opposite:
+                    self._asks -= died
+                else:
+                    self._bids -= died
                 # bury(), inlined for the common case: the dead are the front.
-                queue = level.queue
+                head = level.head
                 dead = level.dead + died
-                while dead and not queue[0].amount_left:
-                    queue.popleft()
+                while dead and not queue[head].amount_left:
+                    head += 1
                     dead -= 1
-                if not queue:
+                if head < len(queue):
+                    level.head = head
+                    level.dead = dead
+                    if 2 * dead > len(queue) - head or (head > _TRIM and 2 * head > len(queue)):
+                        level.bury(0)
+                else:
                     del levels[key]
+                    gone = True
                     if emptied is None:
                         emptied = []
                     emptied.append(key)
-                    if not remaining:
-                        break
-                    continue
-                level.dead = dead
-                if 2 * dead > len(queue):
-                    level.bury(0)
             if not remaining:
                 break
-            # Otherwise only the taker's own orders are left at this level: look past it.
+            if not gone:
+                # Only the taker's own orders are left at this level: look past it.
+                passed_over = True
+            if walk is None:
+                # Keys leave the sorted list only after the walk, so its first is `key`.
+                walk = iter(keys)
+                next(walk)
+            key = next(walk, _NO_LEVEL)
         if emptied is not None:
-            # The sorted list may not change while it is walked. Emptied levels
-            # are nearly always the first keys, which pop(0) removes cheapest.
+            # The sorted list may not change while it is walked. Unless a level
+            # was passed over, the emptied levels are its first keys.
             for key in emptied:
-                if keys[0] == key:
-                    keys.pop(0)
-                else:
+                if passed_over:
                     keys.remove(key)
-            self._best[opposite] = keys[0] if keys else _NO_LEVEL
+                else:
+                    keys.pop(0)
+            # len(levels), not the sorted list's truth: that is a Python-level call.
+            self._best[opposite] = keys[0] if levels else _NO_LEVEL
         taker.amount_left = remaining
         return fills, expired
 
@@ -574,7 +627,10 @@ class Book:
         level.queue.append(order)
         level.volume += order.amount_left
         self._orders[order.id] = order
-        self._depth[side] += 1
+        if side:
+            self._asks += 1
+        else:
+            self._bids += 1
         listed = self._by_user.get(order.user)
         if listed is None:
             self._by_user[order.user] = UserOrders(order)
@@ -582,12 +638,17 @@ class Book:
             listed.orders.append(order)
             listed.live += 1
         expiration = order.expiration
-        bucket = self._expiring.get(expiration)
-        if bucket is None:
-            self._expiring[expiration] = [order]
-            heappush(self._expiry_heap, expiration)
+        if expiration == self._last_expiration:
+            self._last_bucket.append(order)
         else:
-            bucket.append(order)
+            bucket = self._expiring.get(expiration)
+            if bucket is None:
+                bucket = self._expiring[expiration] = [order]
+                heappush(self._expiry_heap, expiration)
+            else:
+                bucket.append(order)
+            self._last_expiration = expiration
+            self._last_bucket = bucket
         self._expiry_entries += 1
 
     def _remove(self, order: Order) -> None:
@@ -601,17 +662,20 @@ class Book:
         queue = level.queue
         # Comparing identities first spares reading the front order's memory
         # when the removed order is elsewhere in the queue, as it usually is.
-        if queue[0] is order or 2 * (level.dead + 1) > len(queue):
+        if queue[level.head] is order or 2 * (level.dead + 1) > len(queue) - level.head:
             level.bury(1)
         else:
             level.dead += 1
-        if not level.queue:
+        if level.head == len(level.queue):
             del levels[key]
             keys = self._keys[side]
             keys.remove(key)
             if key == self._best[side]:
-                self._best[side] = keys[0] if keys else _NO_LEVEL
-        self._depth[side] -= 1
+                self._best[side] = keys[0] if levels else _NO_LEVEL
+        if side:
+            self._asks -= 1
+        else:
+            self._bids -= 1
         del self._orders[order.id]
         self._leaves(order.user)
 
@@ -623,7 +687,7 @@ class Book:
             del self._by_user[user]
             return
         listed.live = live
-        if len(listed.orders) > 2 * live + _USER_SLACK:
+        if len(listed.orders) > 2 * live + self._user_slack:
             listed.orders = [order for order in listed.orders if order.amount_left]
 
     def _remember(self, order_id: str, expiration: int) -> None:
@@ -638,20 +702,36 @@ class Book:
     def _settle(self) -> None:
         """Move the orders that died while matching from the id dict to the finished memory."""
         orders = self._orders
+        finished = self._finished
+        finished_at = self._finished_at
+        # Orders that die together mostly share an expiration: look its bucket up once.
+        last = -1
+        bucket: list[str] = []
         for order in self._deaths:
             oid = order.id
             if orders.get(oid) is order:
                 del orders[oid]
-                self._remember(oid, order.expiration)
+                # _remember(), inlined: this runs once for every order that ever fills.
+                expiration = order.expiration
+                finished[oid] = expiration
+                if expiration != last:
+                    found = finished_at.get(expiration)
+                    if found is None:
+                        found = finished_at[expiration] = []
+                        heappush(self._finished_heap, expiration)
+                    bucket = found
+                    last = expiration
+                bucket.append(oid)
         self._deaths = []
 
     def _tidy(self) -> None:
         """Bound the deferred work by the live book (see the module docstring); O(1) amortised."""
-        live = self._depth[0] + self._depth[1]
-        if self._deaths and (not live or len(self._deaths) > live + _SLACK):
+        live = self._bids + self._asks
+        slack = self._slack
+        if self._deaths and (not live or len(self._deaths) > live + slack):
             self._settle()
         entries = self._expiry_entries
-        if entries and (not live or entries > 2 * live + _SLACK):
+        if entries and (not live or entries > 2 * live + slack):
             buckets: dict[int, list[Order]] = {}
             entries = 0
             for expiration, bucket in self._expiring.items():
@@ -660,6 +740,7 @@ class Book:
                     buckets[expiration] = resting
                     entries += len(resting)
             self._expiring = buckets
+            self._last_expiration = -1
             self._expiry_heap = list(buckets)
             heapify(self._expiry_heap)
             self._expiry_entries = entries
@@ -701,14 +782,20 @@ class Book:
             for key, level in levels.items():
                 price = level.price
                 queue = level.queue
+                head = level.head
                 # Plain ifs, not _require: building a message per order would dominate.
-                if not queue or not queue[0].amount_left:
+                if not 0 <= head < len(queue) or not queue[head].amount_left:
                     _fail(f"{side.name} level {price}: dead or missing front")
+                if any(order.amount_left for order in queue[:head]):
+                    _fail(f"{side.name} level {price}: a live order before the head")
+                if head > _TRIM and 2 * head > len(queue):
+                    _fail(f"{side.name} level {price}: should have been trimmed")
                 if key != (-price if side is _BID else price):
                     _fail(f"{side.name} level {price}: filed under key {key}")
                 dead = 0
                 total = 0
-                for order in queue:
+                for at in range(head, len(queue)):
+                    order = queue[at]
                     left = order.amount_left
                     if not left:
                         dead += 1
@@ -722,12 +809,13 @@ class Book:
                     seen[order.id] = order
                     total += left
                     count += 1
-                if dead != level.dead or 2 * dead > len(queue):
+                if dead != level.dead or 2 * dead > len(queue) - head:
                     _fail(f"{side.name} level {price}: dead count {level.dead}, found {dead}")
                 if total != level.volume:
                     _fail(f"{side.name} level {price}: volume {level.volume} != {total}")
-            if count != self._depth[side]:
-                _fail(f"{side.name} depth {self._depth[side]} != {count}")
+            depth = self._asks if side else self._bids
+            if count != depth:
+                _fail(f"{side.name} depth {depth} != {count}")
             _require(len(keys) == len(levels), f"{side.name} level keys != levels")
             _require(all(key in levels for key in keys), f"{side.name} level keys != levels")
             best = keys[0] if keys else _NO_LEVEL
@@ -755,7 +843,7 @@ class Book:
                     listed_ids.add(order.id)
             if listed.live != resting or not resting:
                 _fail(f"user {user}: count {listed.live}, resting {resting}")
-            if len(listed.orders) > 2 * resting + _USER_SLACK:
+            if len(listed.orders) > 2 * resting + self._user_slack:
                 _fail(f"user {user}: {len(listed.orders)} entries for {resting} orders")
         _require(len(listed_ids) == len(seen), "user index disagrees with the levels")
         _require(listed_ids == seen.keys(), "user index disagrees with the levels")

@@ -55,9 +55,15 @@ def order_id(
     return "0x" + keccak(encoded).hex()
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class Order:
-    """A limit order. Addresses, id and signature are canonical `0x` lowercase strings."""
+    """A limit order. Addresses, id and signature are canonical `0x` lowercase strings.
+
+    `__init__` is written out rather than generated: the generated one is a
+    Python function even in the compiled build, and building an order with it
+    cost as much as matching it. It takes the fields in order, as the
+    generated one would (`dataclasses.replace` relies on the names).
+    """
 
     id: str
     user: str
@@ -69,6 +75,30 @@ class Order:
     expiration: int
     created: int
     signed_data: str
+
+    def __init__(
+        self,
+        id: str,
+        user: str,
+        target_tracer: str,
+        side: Side,
+        price: int,
+        amount: int,
+        amount_left: int,
+        expiration: int,
+        created: int,
+        signed_data: str,
+    ) -> None:
+        self.id = id
+        self.user = user
+        self.target_tracer = target_tracer
+        self.side = side
+        self.price = price
+        self.amount = amount
+        self.amount_left = amount_left
+        self.expiration = expiration
+        self.created = created
+        self.signed_data = signed_data
 
     @classmethod
     def create(

@@ -233,3 +233,18 @@ def test_depth_levels_are_best_first_with_totals_and_counts() -> None:
     assert book.level_at(Side.Bid, 96) is None
     assert book.level_at(Side.Ask, 100) == (10, 1)
     book.validate()
+
+
+def test_a_deep_level_eaten_from_the_front_keeps_its_queue() -> None:
+    book = Book(MARKET)
+    makers = [ask(100, 1, trader=1) for _ in range(300)]
+    for maker in makers:
+        book.submit(maker, NOW)
+    for step in range(0, 290, 7):
+        book.cancel(makers[step + 3].id)
+        _, fills, _ = book.submit(bid(100, 5, trader=2), NOW)
+        assert len(fills) == 5
+        book.validate()
+    [level] = book.levels(Side.Ask)
+    assert [o.id for o in level.orders()] == [o.id for o in makers if o.amount_left]
+    assert book.level_at(Side.Ask, 100) == (len(level.orders()), len(level.orders()))
