@@ -238,7 +238,8 @@ async def steady_orders(base: str, market: str, rate: float, count: int) -> list
 async def fan_out(base: str, subscribers: int, rate: float, count: int, sample: int) -> None:
     market = bench_http.market_address(9000)
     await bench_http.create_market(base, market)
-    seconds = count / rate + 15
+    # Room for a sender that falls behind its rate on a loaded machine.
+    seconds = 3 * count / rate + 15
     process = run_subscribers(base, market, subscribers, ["depth"], seconds, parsed=sample)
     # Let every subscription's snapshot land first.
     await asyncio.sleep(2)
