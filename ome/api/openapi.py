@@ -128,23 +128,15 @@ def _cancel(operation_id: str, method: str) -> Operation:
     )
     return Operation(
         operation_id,
-        "Cancel a resting order",
+        "Cancel a resting order (signed by its owner)",
         200,
         "What was left of the order has left the book",
         status_object(200, "Order cancelled"),
-        {
-            400: "The market or order id in the path is malformed; the body is not JSON, its "
-            "marketId or orderId is not the path's, or its signature is malformed",
-            401: "No signature, and unsigned cancels are not allowed",
-            403: "The signature is not the order's user's",
-            404: "Market does not exist; Order does not exist in this market (whatever the "
-            "signature)",
-            503: _JOURNAL,
-        },
+        _CANCEL_ERRORS,
         body=CancelRequest,
+        body_example=_CANCEL,
         body_required=False,
-        description="`signature` signs the order id (EIP-191) with the key of the order's "
-        "user." + unsigned,
+        description=_CANCEL_DESCRIPTION + unsigned,
     )
 
 
