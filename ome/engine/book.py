@@ -28,15 +28,21 @@ Its memory is the id string (115 bytes), one dict entry and one bucket slot:
 about 155 bytes an id when many ids share an expiration, 260 when each has
 its own (tracemalloc, 1M ids; bench/engine.py prints it).
 
+One dict, `_ids`, knows every id the book has seen and not forgotten: it
+maps a resting order's id to the order, and a finished id to its expiration
+(the compact memory, with buckets by expiration for the sweep). So a submit
+pays one lookup for the duplicate check, the finished check and the index
+insert together (`setdefault`), and an order that finishes has its entry
+replaced in place rather than deleted from one dict and added to another:
+each of those operations on a dict of a million ids is a cache miss or two,
+and they were most of the cost of a submit.
+
 What the matching loop may not pay for is deferred, with bounds. A maker
-filled or expired while matching, and a taker filled in full, stay in the id
-dict dead and are listed in `_deaths`: the id dict is then still the memory
-of them, and one lookup serves both the duplicate and the finished check.
-`_settle` moves them to the compact finished memory (`_finished`: id ->
-expiration, with buckets by expiration for the sweep) on every sweep, when
-the book empties, and when they outnumber the resting orders (plus a
-constant). Deleting makers' ids from a large dict while matching costs a few
-cache misses each, which was a third of the time of an aggressive order.
+filled or expired while matching, and a taker filled in full, stay in `_ids`
+dead (amount_left 0) and are listed in `_deaths`; `_settle` replaces them by
+their expirations on every sweep, when the book empties, and when they
+outnumber the resting orders (plus a constant). Until then the dead order
+itself is the memory of its id.
 
 Two secondary indexes, by user and by expiration, are append-only lists: an
 order that leaves the book stays listed ("stale") for a while. A user's
@@ -209,14 +215,14 @@ class Book:
         "_expiring",
         "_expiry_entries",
         "_expiry_heap",
-        "_finished",
         "_finished_at",
+        "_finished_count",
         "_finished_heap",
+        "_ids",
         "_keys",
         "_last_bucket",
         "_last_expiration",
         "_levels",
-        "_orders",
         "_slack",
         "_user_slack",
         "ltp",
@@ -238,8 +244,9 @@ class Book:
         # Resting orders per side (plain attributes: compiled, a list would box them).
         self._bids = 0
         self._asks = 0
-        # Resting orders, and the dead ones listed in _deaths (see the module docstring).
-        self._orders: dict[str, Order] = {}
+        # Every known id (see the module docstring): a resting order, a dead one
+        # listed in _deaths, or the expiration of a finished id.
+        self._ids: dict[str, Order | int] = {}
         self._deaths: list[Order] = []
         # The earliest expiration among _deaths (_NO_LEVEL when none), for expiry_due.
         self._deaths_due = _NO_LEVEL
@@ -252,8 +259,8 @@ class Book:
         # next order usually shares; forgotten whenever buckets are popped or rebuilt.
         self._last_expiration = -1
         self._last_bucket: list[Order] = []
-        # Finished-order memory: id -> expiration, and the ids by expiration.
-        self._finished: dict[str, int] = {}
+        # Finished-order memory: how many expirations _ids holds, and the ids by expiration.
+        self._finished_count = 0
         self._finished_at: dict[int, list[str]] = {}
         self._finished_heap: list[int] = []
 
@@ -263,8 +270,8 @@ class Book:
         return self._bids + self._asks
 
     def __contains__(self, order_id: object) -> bool:
-        order = self._orders.get(order_id) if isinstance(order_id, str) else None
-        return order is not None and order.amount_left > 0
+        entry = self._ids.get(order_id) if isinstance(order_id, str) else None
+        return isinstance(entry, Order) and entry.amount_left > 0
 
     @property
     def best_bid(self) -> int | None:
@@ -295,10 +302,10 @@ class Book:
         return bid != _NO_LEVEL and ask != _NO_LEVEL and -bid >= ask
 
     def get(self, order_id: str) -> Order:
-        order = self._orders.get(order_id)
-        if order is None or not order.amount_left:
+        entry = self._ids.get(order_id)
+        if not isinstance(entry, Order) or not entry.amount_left:
             raise OrderNotFound(order_id)
-        return order
+        return entry
 
     def orders_of(self, user: str) -> list[Order]:
         """The user's resting orders in the order they were accepted."""
@@ -338,7 +345,9 @@ class Book:
         Resting again in this order rebuilds every level's queue and every index
         exactly, which is what snapshots rely on.
         """
-        return (order for order in self._orders.values() if order.amount_left)
+        return (
+            entry for entry in self._ids.values() if isinstance(entry, Order) and entry.amount_left
+        )
 
     def orders(self) -> Iterator[Order]:
         """Every resting order: bids best-first, then asks best-first, each level in queue order."""
@@ -348,19 +357,21 @@ class Book:
 
     def finished(self) -> list[tuple[str, int]]:
         """The finished-order memory: (id, expiration) of every remembered id, sorted by id."""
-        remembered = dict(self._finished)
-        for order in self._deaths:
-            if self._orders.get(order.id) is order:
-                remembered[order.id] = order.expiration
-        return sorted(remembered.items())
+        remembered = [
+            (oid, entry)
+            if isinstance(entry, int)
+            else (oid, entry.expiration)
+            for oid, entry in self._ids.items()
+            if isinstance(entry, int) or not entry.amount_left
+        ]
+        return sorted(remembered)
 
     def is_finished(self, order_id: str, now: int) -> bool:
         """Whether `order_id` is remembered as finished and refused at `now`."""
-        order = self._orders.get(order_id)
-        if order is not None and not order.amount_left and now < order.expiration:
-            return True
-        expiration = self._finished.get(order_id)
-        return expiration is not None and now < expiration
+        entry = self._ids.get(order_id)
+        if isinstance(entry, Order):
+            return not entry.amount_left and now < entry.expiration
+        return entry is not None and now < entry
 
     def fillable(self, order: Order, now: int) -> int:
         """The amount `submit(order, now)` would trade right now, without changing anything.
@@ -414,21 +425,12 @@ class Book:
             raise MarketMismatch(order.target_tracer, self.market)
         if order.expiration <= now:
             raise OrderExpired(order.expiration, now)
-        oid = order.id
-        orders = self._orders
-        existing = orders.get(oid)
-        if existing is not None:
-            if existing.amount_left:
-                raise DuplicateOrder(oid)
-            if now < existing.expiration:
-                raise OrderFinished(oid)
-            # Memory that the next sweep would drop: forget it now, or the dict
-            # would keep its place and the new order would not be last in arrival order.
-            del orders[oid]
-        if self._finished:
-            expiration = self._finished.get(oid)
-            if expiration is not None and now < expiration:
-                raise OrderFinished(oid)
+        # Indexes the order unless its id is known: one lookup for both.
+        ids = self._ids
+        size = len(ids)
+        known = ids.setdefault(order.id, order)
+        if len(ids) == size:
+            self._replace_known(order, known, now)
         if order.side is _BID:
             opposite = 1
             limit = order.price
@@ -438,7 +440,6 @@ class Book:
         if self._best[opposite] <= limit:
             fills, expired = self._take(order, opposite, limit, now)
             if not order.amount_left:
-                orders[oid] = order
                 self._deaths.append(order)
                 if order.expiration < self._deaths_due:
                     self._deaths_due = order.expiration
@@ -452,6 +453,7 @@ class Book:
 
     def restore(self, order: Order) -> None:
         """Rest an order as it stood in a snapshot, without matching or checks."""
+        self._ids[order.id] = order
         self._rest(order)
 
     def remember(self, order_id: str, expiration: int) -> None:
@@ -463,8 +465,8 @@ class Book:
 
         With `owner`, refuse (`NotOwner`, nothing changed) unless it is the order's user.
         """
-        order = self._orders.get(order_id)
-        if order is None or not order.amount_left:
+        order = self._ids.get(order_id)
+        if not isinstance(order, Order) or not order.amount_left:
             raise OrderNotFound(order_id)
         if owner is not None and owner != order.user:
             raise NotOwner(order_id)
@@ -496,14 +498,18 @@ class Book:
             for order in bucket:
                 if order.amount_left:
                     self._remove(order)
+                    del self._ids[order.id]
                     removed.append(order)
         heap = self._finished_heap
-        finished = self._finished
+        ids = self._ids
         while heap and heap[0] <= now:
             expiration = heappop(heap)
             for oid in self._finished_at.pop(expiration):
-                if finished.get(oid) == expiration:
-                    del finished[oid]
+                # Not when the id was submitted again since: its entry is an order now.
+                entry = ids.get(oid)
+                if isinstance(entry, int) and entry == expiration:
+                    del ids[oid]
+                    self._finished_count -= 1
         if removed:
             self._tidy()
         return removed
@@ -640,7 +646,6 @@ class Book:
                 self._best[side] = key
         level.queue.append(order)
         level.volume += order.amount_left
-        self._orders[order.id] = order
         if side:
             self._asks += 1
         else:
@@ -666,7 +671,10 @@ class Book:
         self._expiry_entries += 1
 
     def _remove(self, order: Order) -> None:
-        """Take a resting order out of its level and the id and user indexes; it is dead after."""
+        """Take a resting order out of its level and the user index; it is dead after.
+
+        Its entry in `_ids` is the caller's to replace or delete.
+        """
         side = order.side
         key = -order.price if side is _BID else order.price
         levels = self._levels[side]
@@ -690,7 +698,6 @@ class Book:
             self._asks -= 1
         else:
             self._bids -= 1
-        del self._orders[order.id]
         self._leaves(order.user)
 
     def _leaves(self, user: str) -> None:
@@ -704,8 +711,35 @@ class Book:
         if len(listed.orders) > 2 * live + self._user_slack:
             listed.orders = [order for order in listed.orders if order.amount_left]
 
+    def _replace_known(self, order: Order, known: Order | int, now: int) -> None:
+        """Give `order` the entry of its id, which is known already, or raise what refuses it.
+
+        Only an id whose memory has run out can be taken again. (With real
+        ids, never: an id hashes the order's expiration, so such an order has
+        expired too and was refused before.)
+        """
+        oid = order.id
+        if isinstance(known, Order):
+            if known.amount_left:
+                raise DuplicateOrder(oid)
+            if now < known.expiration:
+                raise OrderFinished(oid)
+            self._deaths.remove(known)
+            self._deaths_due = min((dead.expiration for dead in self._deaths), default=_NO_LEVEL)
+        else:
+            if now < known:
+                raise OrderFinished(oid)
+            self._finished_count -= 1
+        # Deleted first, so that the new order comes last in arrival order.
+        del self._ids[oid]
+        self._ids[oid] = order
+
     def _remember(self, order_id: str, expiration: int) -> None:
-        self._finished[order_id] = expiration
+        """Make `order_id`'s entry its expiration: replaced in place when it was an order."""
+        entry = self._ids.get(order_id)
+        if not isinstance(entry, int):
+            self._finished_count += 1
+        self._ids[order_id] = expiration
         bucket = self._finished_at.get(expiration)
         if bucket is None:
             self._finished_at[expiration] = [order_id]
@@ -714,28 +748,30 @@ class Book:
             bucket.append(order_id)
 
     def _settle(self) -> None:
-        """Move the orders that died while matching from the id dict to the finished memory."""
-        orders = self._orders
-        finished = self._finished
+        """Replace the orders that died while matching by their expirations in `_ids`.
+
+        Every order listed in `_deaths` is its id's entry (`_replace_known`
+        unlists one before its id is taken by another order).
+        """
+        ids = self._ids
         finished_at = self._finished_at
         # Orders that die together mostly share an expiration: look its bucket up once.
         last = -1
         bucket: list[str] = []
         for order in self._deaths:
             oid = order.id
-            if orders.get(oid) is order:
-                del orders[oid]
-                # _remember(), inlined: this runs once for every order that ever fills.
-                expiration = order.expiration
-                finished[oid] = expiration
-                if expiration != last:
-                    found = finished_at.get(expiration)
-                    if found is None:
-                        found = finished_at[expiration] = []
-                        heappush(self._finished_heap, expiration)
-                    bucket = found
-                    last = expiration
-                bucket.append(oid)
+            # _remember(), inlined: this runs once for every order that ever fills.
+            expiration = order.expiration
+            ids[oid] = expiration
+            if expiration != last:
+                found = finished_at.get(expiration)
+                if found is None:
+                    found = finished_at[expiration] = []
+                    heappush(self._finished_heap, expiration)
+                bucket = found
+                last = expiration
+            bucket.append(oid)
+        self._finished_count += len(self._deaths)
         self._deaths = []
         self._deaths_due = _NO_LEVEL
 
@@ -767,14 +803,14 @@ class Book:
         return {
             "levels": len(self._levels[0]) + len(self._levels[1]),
             "level_keys": len(self._keys[0]) + len(self._keys[1]),
-            "ids": len(self._orders),
+            "ids": len(self._ids) - self._finished_count,
             "deaths": len(self._deaths),
             "users": len(self._by_user),
             "user_entries": sum(len(listed.orders) for listed in self._by_user.values()),
             "expiry_buckets": len(self._expiring),
             "expiry_entries": self._expiry_entries,
             "expiry_heap": len(self._expiry_heap),
-            "finished": len(self._finished),
+            "finished": self._finished_count,
             "finished_buckets": len(self._finished_at),
         }
 
@@ -836,19 +872,28 @@ class Book:
             best = keys[0] if keys else _NO_LEVEL
             _require(self._best[side] == best, f"{side.name} best key is not the first level")
         dying = {id(order) for order in self._deaths}
+        _require(len(dying) == len(self._deaths), "an order is listed to settle twice")
         due = min((order.expiration for order in self._deaths), default=_NO_LEVEL)
         _require(due == self._deaths_due, f"deaths due {self._deaths_due} != {due}")
         live = 0
-        for oid, order in self._orders.items():
-            if order.id != oid:
-                _fail(f"id index: {oid} holds order {order.id}")
-            if order.amount_left:
+        finished: list[tuple[str, int]] = []
+        for oid, entry in self._ids.items():
+            if isinstance(entry, int):
+                finished.append((oid, entry))
+                continue
+            if entry.id != oid:
+                _fail(f"id index: {oid} holds order {entry.id}")
+            if entry.amount_left:
                 live += 1
-                if seen.get(oid) is not order:
+                if seen.get(oid) is not entry:
                     _fail(f"id index: {oid} is not resting")
-            elif id(order) not in dying:
+            elif id(entry) in dying:
+                dying.remove(id(entry))
+            else:
                 _fail(f"id index: dead {oid} is not listed to settle")
+        _require(not dying, "an order listed to settle is not its id's entry")
         _require(live == len(seen), "id index misses a resting order")
+        _require(len(finished) == self._finished_count, "finished count")
         listed_ids: set[str] = set()
         for user, listed in self._by_user.items():
             resting = 0
@@ -886,11 +931,9 @@ class Book:
         bucketed = {
             (oid, expiration) for expiration, bucket in self._finished_at.items() for oid in bucket
         }
-        for oid, expiration in self._finished.items():
+        for oid, expiration in finished:
             if (oid, expiration) not in bucketed:
                 _fail(f"finished {oid} has no bucket")
-            if oid in seen:
-                _fail(f"finished {oid} is resting")
         _require(self.ltp >= 0 and self.seq >= 0, "ltp or seq negative")
 
 

@@ -11,6 +11,7 @@ from enum import IntEnum
 from typing import Any
 
 from eth_hash.auto import keccak
+from mypy_extensions import mypyc_attr
 
 MAX_UINT128 = 2**128 - 1
 _WORD = 32
@@ -55,6 +56,11 @@ def order_id(
     return "0x" + keccak(encoded).hex()
 
 
+# acyclic: in the compiled build an order is not tracked by the cyclic garbage
+# collector. It holds only strings and ints, so it can never be part of a
+# cycle, and the collector's passes over every new order (each one survives
+# into the book) were a quarter of a submit's time.
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True, eq=False, init=False)
 class Order:
     """A limit order. Addresses, id and signature are canonical `0x` lowercase strings.
