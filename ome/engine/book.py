@@ -2,13 +2,24 @@
 
 Layout: per side, a dict from a signed price key to its `PriceLevel` (O(1)
 `level_at`) and a sortedcontainers `SortedList` of the same keys, so that the
-levels are walked best-first in O(N) for the first N (matching, `fillable`,
-`depth_levels`, `levels`). A bid rests under the key `-price` and an ask
-under `price`, so on both sides the smallest key is the best price and one
-matching loop serves both. The best key of each side is cached (`_best`,
-`_NO_LEVEL` when the side is empty): a submit that does not cross reads one
-int, and the sorted list is touched only when a level appears or empties.
-Each level keeps its orders in a deque in time priority. A book-wide dict
+levels are walked best-first in O(N) for the first N (`levels`,
+`depth_levels`, `fillable`, and matching past a level it has to leave
+standing). A bid rests under the key `-price` and an ask under `price`, so on
+both sides the smallest key is the best price and one matching loop serves
+both. The best key of each side is cached (`_best`, `_NO_LEVEL` when the
+side is empty): a submit that does not cross reads one int.
+
+Matching takes the next best level from a binary heap of the keys (heapq, in
+C), not from the sorted list: `SortedList` is pure Python, and adding or
+popping a key costs about half a microsecond, which a fifth of all submits
+paid when levels appear and empty at the touch. So the sorted list learns of
+level changes late: they are noted in two sets (keys added, keys removed;
+a level that appears and empties again before anyone reads cancels out) and
+applied when something walks the sorted list, or when the notes outnumber
+the levels. The heap holds every level's key, and the keys of levels that
+emptied away from its top until they reach it (so its top is always the
+best key), and is rebuilt when those outnumber the levels.
+Each level keeps its orders in a list in time priority. A book-wide dict
 indexes every resting order by id.
 
 An order leaves its level lazily: a filled, cancelled or expired order gets
@@ -129,10 +140,11 @@ _TRIM: Final = 32
 class SortedKeys(Protocol):
     """The part of sortedcontainers' `SortedList` of ints that the book uses."""
 
-    def add(self, value: int) -> None: ...
+    def update(self, values: set[int]) -> None: ...
     def remove(self, value: int) -> None: ...
-    def pop(self, index: int = -1) -> int: ...
-    def __getitem__(self, index: int) -> int: ...
+    def irange(
+        self, minimum: int, maximum: None, inclusive: tuple[bool, bool]
+    ) -> Iterator[int]: ...
     def __iter__(self) -> Iterator[int]: ...
     def __len__(self) -> int: ...
 
@@ -218,8 +230,11 @@ class Book:
         "_finished_at",
         "_finished_count",
         "_finished_heap",
+        "_heaps",
         "_ids",
         "_keys",
+        "_keys_added",
+        "_keys_removed",
         "_last_bucket",
         "_last_expiration",
         "_levels",
@@ -240,6 +255,10 @@ class Book:
         # Lists, not tuples: the compiled build boxes a tuple at every indexing.
         self._levels: list[dict[int, PriceLevel]] = [{}, {}]
         self._keys = [_sorted_keys(), _sorted_keys()]
+        # Level changes the sorted keys have not been told of yet (see the module docstring).
+        self._keys_added: list[set[int]] = [set(), set()]
+        self._keys_removed: list[set[int]] = [set(), set()]
+        self._heaps: list[list[int]] = [[], []]
         self._best = [_NO_LEVEL, _NO_LEVEL]
         # Resting orders per side (plain attributes: compiled, a list would box them).
         self._bids = 0
@@ -324,14 +343,14 @@ class Book:
     def levels(self, side: Side) -> list[PriceLevel]:
         """The levels of one side, best first; O(levels)."""
         levels = self._levels[side]
-        return [levels[key] for key in self._keys[side]]
+        return [levels[key] for key in self._sorted(side)]
 
     def depth_levels(self, side: Side, n: int) -> list[tuple[int, int, int]]:
         """The best `n` levels of one side: (price, total amount left, orders), best first; O(n)."""
         levels = self._levels[side]
         return [
             (level.price, level.volume, len(level))
-            for level in (levels[key] for key in islice(self._keys[side], max(n, 0)))
+            for level in (levels[key] for key in islice(self._sorted(side), max(n, 0)))
         ]
 
     def level_at(self, side: Side, price: int) -> tuple[int, int] | None:
@@ -389,7 +408,7 @@ class Book:
         wanted = order.amount_left
         user = order.user
         total = 0
-        for key in self._keys[opposite]:
+        for key in self._sorted(opposite):
             if key > limit:
                 break
             level = levels[key]
@@ -520,7 +539,6 @@ class Book:
         self, taker: Order, opposite: int, limit: int, now: int
     ) -> tuple[list[Fill], list[Order]]:
         """Trade `taker` against the `opposite` side's levels with keys up to `limit`."""
-        keys = self._keys[opposite]
         levels = self._levels[opposite]
         deaths = self._deaths
         due = self._deaths_due
@@ -528,11 +546,10 @@ class Book:
         user = taker.user
         fills: list[Fill] = _NO_FILLS
         expired: list[Order] = _NO_ORDERS
-        emptied: list[int] | None = None
-        # Levels after the best one are walked through the sorted list, which
-        # most takers never reach: the cached best key starts the walk.
+        # Until a level is left standing (only the taker's own orders are left
+        # there), each emptied level was the best and the heap's top is the
+        # next; after one, the levels behind it are walked in the sorted list.
         walk: Iterator[int] | None = None
-        passed_over = False
         key = self._best[opposite]
         while key <= limit:
             level = levels[key]
@@ -601,30 +618,21 @@ class Book:
                         level.bury(0)
                 else:
                     del levels[key]
+                    self._level_gone(opposite, key)
                     gone = True
-                    if emptied is None:
-                        emptied = []
-                    emptied.append(key)
+                    if walk is None:
+                        self._next_best(opposite)
             if not remaining:
                 break
-            if not gone:
-                # Only the taker's own orders are left at this level: look past it.
-                passed_over = True
             if walk is None:
-                # Keys leave the sorted list only after the walk, so its first is `key`.
-                walk = iter(keys)
-                next(walk)
+                if gone:
+                    key = self._best[opposite]
+                    continue
+                walk = self._sorted(opposite).irange(key, None, (False, False))
             key = next(walk, _NO_LEVEL)
-        if emptied is not None:
-            # The sorted list may not change while it is walked. Unless a level
-            # was passed over, the emptied levels are its first keys.
-            for key in emptied:
-                if passed_over:
-                    keys.remove(key)
-                else:
-                    keys.pop(0)
-            # len(levels), not the sorted list's truth: that is a Python-level call.
-            self._best[opposite] = keys[0] if levels else _NO_LEVEL
+        if walk is not None:
+            # Notes were not applied during the walk; the sorted list may change now.
+            self._bound_notes(opposite)
         self._deaths_due = due
         taker.amount_left = remaining
         return fills, expired
@@ -641,9 +649,7 @@ class Book:
         level = levels.get(key)
         if level is None:
             level = levels[key] = PriceLevel(price)
-            self._keys[side].add(key)
-            if key < self._best[side]:
-                self._best[side] = key
+            self._level_added(side, key)
         level.queue.append(order)
         level.volume += order.amount_left
         if side:
@@ -690,15 +696,68 @@ class Book:
             level.dead += 1
         if level.head == len(level.queue):
             del levels[key]
-            keys = self._keys[side]
-            keys.remove(key)
+            self._level_gone(side, key)
             if key == self._best[side]:
-                self._best[side] = keys[0] if levels else _NO_LEVEL
+                self._next_best(side)
+            self._bound_notes(side)
         if side:
             self._asks -= 1
         else:
             self._bids -= 1
         self._leaves(order.user)
+
+    def _sorted(self, side: int) -> SortedKeys:
+        """The side's sorted keys, told of every level change first."""
+        keys = self._keys[side]
+        removed = self._keys_removed[side]
+        if removed:
+            for key in removed:
+                keys.remove(key)
+            removed.clear()
+        added = self._keys_added[side]
+        if added:
+            keys.update(added)
+            added.clear()
+        return keys
+
+    def _level_added(self, side: int, key: int) -> None:
+        heappush(self._heaps[side], key)
+        if key < self._best[side]:
+            self._best[side] = key
+        removed = self._keys_removed[side]
+        if key in removed:
+            removed.remove(key)
+        else:
+            self._keys_added[side].add(key)
+        self._bound_notes(side)
+
+    def _level_gone(self, side: int, key: int) -> None:
+        """Note that a level emptied; its key stays in the heap until it reaches the top."""
+        added = self._keys_added[side]
+        if key in added:
+            added.remove(key)
+        else:
+            self._keys_removed[side].add(key)
+        heap = self._heaps[side]
+        levels = self._levels[side]
+        if len(heap) > 2 * len(levels) + _TRIM:
+            heap[:] = levels
+            heapify(heap)
+
+    def _next_best(self, side: int) -> None:
+        """The best level is gone: drop the stale keys at the heap's top, cache the new best."""
+        heap = self._heaps[side]
+        levels = self._levels[side]
+        while heap and heap[0] not in levels:
+            heappop(heap)
+        self._best[side] = heap[0] if heap else _NO_LEVEL
+
+    def _bound_notes(self, side: int) -> None:
+        """Keep the notes for the sorted keys O(levels); never while the sorted list is walked."""
+        if len(self._keys_added[side]) + len(self._keys_removed[side]) > 2 * len(
+            self._levels[side]
+        ) + _TRIM:
+            self._sorted(side)
 
     def _leaves(self, user: str) -> None:
         """One of `user`'s resting orders died: count it, and drop or repack the user's list."""
@@ -802,7 +861,8 @@ class Book:
         """Entries held by each index, stale ones included (for tests and diagnostics)."""
         return {
             "levels": len(self._levels[0]) + len(self._levels[1]),
-            "level_keys": len(self._keys[0]) + len(self._keys[1]),
+            "level_keys": len(self._sorted(0)) + len(self._sorted(1)),
+            "level_heap": len(self._heaps[0]) + len(self._heaps[1]),
             "ids": len(self._ids) - self._finished_count,
             "deaths": len(self._deaths),
             "users": len(self._by_user),
@@ -867,10 +927,19 @@ class Book:
             depth = self._asks if side else self._bids
             if count != depth:
                 _fail(f"{side.name} depth {depth} != {count}")
-            _require(len(keys) == len(levels), f"{side.name} level keys != levels")
-            _require(all(key in levels for key in keys), f"{side.name} level keys != levels")
-            best = keys[0] if keys else _NO_LEVEL
+            added = self._keys_added[side]
+            removed = self._keys_removed[side]
+            in_list = set(keys)
+            _require(added.isdisjoint(in_list), f"{side.name} key noted as added is listed")
+            _require(removed <= in_list, f"{side.name} key noted as removed is not listed")
+            _require((in_list - removed) | added == levels.keys(), f"{side.name} keys != levels")
+            heap = self._heaps[side]
+            _check_heap(heap, f"{side.name} level heap")
+            _require(levels.keys() <= set(heap), f"{side.name} level heap misses a level")
+            _require(len(heap) <= 2 * len(levels) + _TRIM, f"{side.name} level heap too stale")
+            best = min(levels, default=_NO_LEVEL)
             _require(self._best[side] == best, f"{side.name} best key is not the first level")
+            _require(not heap or heap[0] == best, f"{side.name} level heap's top is stale")
         dying = {id(order) for order in self._deaths}
         _require(len(dying) == len(self._deaths), "an order is listed to settle twice")
         due = min((order.expiration for order in self._deaths), default=_NO_LEVEL)

@@ -1,6 +1,7 @@
 """Finished-order memory, the expired makers of a submit, owner checks, limits' reads,
 and indexes that follow the live book."""
 
+import heapq
 import subprocess
 import sys
 from dataclasses import replace
@@ -187,6 +188,18 @@ def test_validate_finds_a_lost_price_key() -> None:
     for price in range(100, 110):
         book.submit(ask(price, 1), NOW)
     book.validate()
+    book.levels(Side.Ask)  # a read in order: the sorted keys now list every level
     book._keys[Side.Ask].remove(105)  # type: ignore[attr-defined]
+    with pytest.raises(BookIntegrityError):
+        book.validate()
+
+
+def test_validate_finds_a_level_missing_from_the_heap() -> None:
+    book = Book(MARKET)
+    for price in range(100, 110):
+        book.submit(ask(price, 1), NOW)
+    heap = book._heaps[Side.Ask]  # type: ignore[attr-defined]
+    heap.remove(105)
+    heapq.heapify(heap)
     with pytest.raises(BookIntegrityError):
         book.validate()
