@@ -22,7 +22,7 @@ from typing import Any
 
 from _streams import CREATED, EXPIRATION, NOW, Stream
 
-from ome.engine import Book, Order, Side
+from ome.engine import Book, Side, make_order
 
 # What the independent protocol gives every order of ours besides its
 # primitive fields: one market per stream, and these.
@@ -116,7 +116,7 @@ class Ours(Engine):
                 if not amount:
                     cancel(oid)
                     continue
-                order = Order(
+                order = make_order(
                     oid, user, market, side, price, amount, amount, EXPIRATION, CREATED, SIGNATURE
                 )
                 for fill in submit(order, now)[1]:

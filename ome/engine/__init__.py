@@ -23,7 +23,7 @@ from ome.engine.errors import (
     UnknownMarket,
 )
 from ome.engine.exchange import Exchange
-from ome.engine.orders import MAX_UINT128, Order, Side, order_id
+from ome.engine.orders import MAX_UINT128, Order, Side, make_order, order_id
 
 __all__ = [
     "MAX_UINT128",
@@ -48,5 +48,6 @@ __all__ = [
     "Status",
     "SubmitResult",
     "UnknownMarket",
+    "make_order",
     "order_id",
 ]

@@ -794,10 +794,11 @@ class Book:
         self._ids[oid] = order
 
     def _remember(self, order_id: str, expiration: int) -> None:
-        """Make `order_id`'s entry its expiration: replaced in place when it was an order."""
-        entry = self._ids.get(order_id)
-        if not isinstance(entry, int):
-            self._finished_count += 1
+        """Make `order_id`'s entry its expiration (replaced in place when it is an order).
+
+        Never called for an id already remembered, so the entry is new to the count.
+        """
+        self._finished_count += 1
         self._ids[order_id] = expiration
         bucket = self._finished_at.get(expiration)
         if bucket is None:
