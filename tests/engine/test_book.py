@@ -1,12 +1,15 @@
 """One test per matching rule of docs/API.md, on a Book driven directly."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ome.engine import (
     MAX_UINT128,
     Book,
     DuplicateOrder,
     MarketMismatch,
+    Order,
     OrderExpired,
     OrderNotFound,
     Side,
@@ -248,3 +251,38 @@ def test_a_deep_level_eaten_from_the_front_keeps_its_queue() -> None:
     [level] = book.levels(Side.Ask)
     assert [o.id for o in level.orders()] == [o.id for o in makers if o.amount_left]
     assert book.level_at(Side.Ask, 100) == (len(level.orders()), len(level.orders()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["bid", "ask", "cancel"]), st.integers(90, 110), st.integers(0, 3)
+        ),
+        max_size=120,
+    ),
+    st.integers(1, 40),
+)
+def test_levels_read_after_many_unread_changes_are_the_resting_prices(
+    steps: list[tuple[str, int, int]], read_every: int
+) -> None:
+    """Level changes reach the sorted keys only when something reads them in order:
+    however many pile up unread, a read lists exactly the prices where orders rest."""
+    book = Book(MARKET)
+    placed: list[Order] = []
+    for n, (kind, price, trader) in enumerate(steps):
+        if kind == "cancel":
+            resting = [order for order in placed if order.id in book]
+            if resting:
+                book.cancel(resting[price % len(resting)].id)
+        else:
+            order = (bid if kind == "bid" else ask)(price, 1 + trader, trader=trader)
+            book.submit(order, NOW)
+            placed.append(order)
+        if n % read_every == 0:
+            book.validate()
+            for side in Side:
+                prices = {o.price for o in book.in_arrival_order() if o.side is side}
+                best_first = sorted(prices, reverse=side is Side.Bid)
+                assert [level.price for level in book.levels(side)] == best_first
+    book.validate()
