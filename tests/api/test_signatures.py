@@ -219,6 +219,53 @@ async def test_admin_token_guards_market_creation(
     assert markets == ([MARKET] if status == 201 else [])
 
 
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic c2VjcmV0"}]
+)
+async def test_admin_token_401_carries_a_bearer_challenge(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock, headers: dict[str, str]
+) -> None:
+    configured = settings.model_copy(update={"admin_token": "s3cret-token"})
+    client = await aiohttp_client(create_app(configured, clock=clock))
+    response = await client.post("/book", json={"market": MARKET}, headers=headers)
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="ome"'
+    wrong = {"Authorization": "Bearer x"}
+    assert (await client.post("/book", json={"market": MARKET}, headers=wrong)).status == 403
+
+
+async def test_a_browser_may_send_the_admin_token(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock
+) -> None:
+    """The preflight allows Authorization (no wildcard covers it), without a token itself."""
+    configured = settings.model_copy(update={"admin_token": "s3cret-token"})
+    client = await aiohttp_client(create_app(configured, clock=clock))
+    origin = {"Origin": "https://app.tracer.finance"}
+    preflight = await client.options(
+        "/book",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert preflight.status == 200
+    allowed = {
+        name.strip().lower()
+        for name in preflight.headers["Access-Control-Allow-Headers"].split(",")
+    }
+    assert {"authorization", "content-type"} <= allowed
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    response = await client.post(
+        "/book",
+        json={"market": MARKET},
+        headers={**origin, "Authorization": "Bearer s3cret-token"},
+    )
+    assert response.status == 201
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
 async def test_without_admin_token_anyone_creates_markets(client: Client) -> None:
     response = await client.post("/book", json={"market": MARKET})
     assert response.status == 201
