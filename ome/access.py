@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ome.signing import cancel_signer
+from ome.signing import cancel_message, cancel_signer
 
 BEARER = "bearer "
 
@@ -34,8 +34,10 @@ class AdminTokenWrong(AccessError):
 
 
 class SignatureRequired(AccessError):
-    def __init__(self) -> None:
+    def __init__(self, order_id: str) -> None:
         super().__init__("Signature required")
+        # What to sign, for the answer's challenge.
+        self.message = cancel_message(order_id)
 
 
 class InFlightLimitReached(AccessError):
@@ -65,7 +67,7 @@ def cancel_owner(signature: str | None, order_id: str, *, unsigned_allowed: bool
     if signature is None:
         if unsigned_allowed:
             return None
-        raise SignatureRequired()
+        raise SignatureRequired(order_id)
     return cancel_signer(order_id, signature)
 
 

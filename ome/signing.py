@@ -23,6 +23,7 @@ be turned into a second valid one by negating s. Anything else raises
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from coincurve import PrivateKey, PublicKey
 from eth_hash.auto import keccak
@@ -38,6 +39,9 @@ _HALF_N = _N // 2
 _WORD = 32
 _ADDRESS_PAD = bytes(12)
 _SIGNATURE_BYTES = 65
+# Recovered keys whose address is remembered: a few hundred bytes each, and far
+# more than the traders active at once, who sign order after order with one key.
+_ADDRESSES_REMEMBERED = 4096
 
 DOMAIN_TYPE = b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 ORDER_TYPE = (
@@ -149,7 +153,18 @@ def recover(digest: bytes, signature: str) -> str:
     except ValueError:
         # No point on the curve has this r: the signature was made by no key.
         raise InvalidSignature() from None
-    return "0x" + keccak(key.format(compressed=False)[1:])[12:].hex()
+    return _address(key.format(compressed=False))
+
+
+@lru_cache(maxsize=_ADDRESSES_REMEMBERED)
+def _address(public_key: bytes) -> str:
+    """The address of a 65-byte uncompressed public key.
+
+    Remembered because the keccak and the hex cost about a tenth of a
+    verification (bench/signing.py verify), and a trader's next order is
+    recovered to the same key.
+    """
+    return "0x" + keccak(public_key[1:])[12:].hex()
 
 
 def order_signer(domain: Domain, order: Order) -> str:
@@ -173,8 +188,7 @@ def cancel_signer(order_id: str, signature: str) -> str:
 
 def address_of(private_key: bytes) -> str:
     """The address of a 32-byte secp256k1 private key."""
-    public = PrivateKey(private_key).public_key.format(compressed=False)[1:]
-    return "0x" + keccak(public)[12:].hex()
+    return _address(PrivateKey(private_key).public_key.format(compressed=False))
 
 
 def sign_digest(private_key: bytes, digest: bytes) -> str:

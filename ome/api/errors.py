@@ -5,10 +5,11 @@ entry wins. Every class of the engine's error tree has its own entry (a test
 walks `ome.engine.errors` to keep it so). Entries whose status is `None` take
 the status carried by the exception itself (aiohttp's HTTP exceptions: 404
 unknown route, 405 wrong method, 413 body too large). A class found nowhere
-is a bug: a logged 500 with a generic message.
+is a bug: a logged 500 with a generic message. `headers_of` adds the headers
+some errors need besides the JSON body.
 """
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ome.access import (
     AccessError,
@@ -39,6 +40,9 @@ from ome.signing import InvalidSignature
 from ome.wire import InvalidRequest
 
 INTERNAL_ERROR = "Internal server error"
+REALM = "ome"
+# aiohttp's own errors whose headers the JSON answer keeps: a 405's and a 415's.
+_KEPT_HEADERS = (hdrs.ALLOW, hdrs.ACCEPT_ENCODING)
 
 STATUS: dict[type[BaseException], int | None] = {
     EngineError: 400,
@@ -93,3 +97,20 @@ def message_of(exc: BaseException, status: int) -> str:
     if isinstance(exc, ExecutionerUnavailable):
         return "Executioner unavailable"
     return str(exc)
+
+
+def headers_of(exc: BaseException) -> dict[str, str]:
+    """Headers the answer to `exc` carries besides the JSON error object.
+
+    Every 401 carries a challenge (RFC 9110 section 15.5.2): `Bearer` for the
+    admin token (RFC 6750); for a cancel without a signature a scheme of our
+    own, since no registered one takes a signature in the body, whose
+    `message` is the exact text to `personal_sign`.
+    """
+    if isinstance(exc, AdminTokenRequired):
+        return {hdrs.WWW_AUTHENTICATE: f'Bearer realm="{REALM}"'}
+    if isinstance(exc, SignatureRequired):
+        return {hdrs.WWW_AUTHENTICATE: f'EIP-191 realm="{REALM}", message="{exc.message}"'}
+    if isinstance(exc, web.HTTPException):
+        return {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+    return {}

@@ -27,7 +27,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from structlog.contextvars import bind_contextvars
 
-from ome.api.errors import message_of, status_of
+from ome.api.errors import headers_of, message_of, status_of
 from ome.engine import Order
 from ome.executioner import ExecutionerUnavailable
 from ome.wire import InvalidRequest, message
@@ -37,8 +37,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+    # Authorization: a browser sends the admin token only if the preflight allows it.
     "Access-Control-Allow-Headers": (
-        "Origin, Content-Type, Access-Control-Request-Headers, Access-Control-Allow-Origin"
+        "Origin, Content-Type, Authorization, Access-Control-Request-Headers, "
+        "Access-Control-Allow-Origin"
     ),
 }
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -122,10 +124,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         else:
             _log_refusal(request, status, text, exc)
         response = json_response(message(status, text), status)
-        if isinstance(exc, web.HTTPException):
-            for name in (hdrs.ALLOW, hdrs.ACCEPT_ENCODING):
-                if name in exc.headers:
-                    response.headers[name] = exc.headers[name]
+        response.headers.update(headers_of(exc))
         if not body_read:
             # What is left of the body is not worth reading: close instead.
             response.force_close()

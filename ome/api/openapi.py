@@ -69,6 +69,8 @@ class Operation:
     # OpenAPI links from the success answer to later operations (stateful testing follows them).
     links: dict[str, JSON] = field(default_factory=dict)
     headers: tuple[JSON, ...] = ()
+    # The WWW-Authenticate header of its 401, described.
+    challenge: str = ""
 
 
 # The README's example market and orders, so that a reader (and schemathesis' examples
@@ -137,6 +139,7 @@ def _cancel(operation_id: str, method: str) -> Operation:
         body_example=_CANCEL,
         body_required=False,
         description=_CANCEL_DESCRIPTION + unsigned,
+        challenge='`EIP-191 realm="ome", message="cancel:<order id>"`: the text to personal_sign',
     )
 
 
@@ -210,6 +213,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "schema": {"type": "string"},
             },
         ),
+        challenge='`Bearer realm="ome"`',
         links={
             "GetBook": {
                 "operationId": "get_book",
@@ -559,6 +563,14 @@ def _operation(op: Operation) -> JSON:
         responses[str(status)] = {
             "description": when,
             "content": _json_content(status_object(status)),
+        }
+    if 401 in errors:
+        responses["401"]["headers"] = {
+            "WWW-Authenticate": {
+                "description": op.challenge,
+                "required": True,
+                "schema": {"type": "string"},
+            }
         }
     spec: JSON = {"operationId": op.operation_id, "summary": op.summary, "responses": responses}
     if op.description:

@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
 from pytest_aiohttp import AiohttpClient
 
 from ome.api.app import create_app
@@ -104,6 +106,21 @@ async def test_without_a_signature_401(signed_client: Client, method: str, body:
     text = await refused(signed_client, method, ORDER_PATH, 401, **kwargs)
     assert text == "Signature required"
     assert await resting(signed_client)
+
+
+@pytest.mark.parametrize("order_id", spellings(VECTOR_ID))
+async def test_the_401_challenge_names_the_text_to_sign(
+    signed_client: Client, order_id: str
+) -> None:
+    path = f"/book/{VECTOR_MARKET}/order/{order_id}"
+    response = await signed_client.patch(path, json={"orderId": order_id})
+    assert response.status == 401
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge == f'EIP-191 realm="ome", message="cancel:{VECTOR_ID}"'
+    # personal_sign of that text is the vector's cancel signature.
+    text = challenge.partition('message="')[2].removesuffix('"')
+    signed = Account.sign_message(encode_defunct(text=text), THROWAWAY_KEY)
+    assert "0x" + signed.signature.hex().removeprefix("0x") == VECTOR_CANCEL
 
 
 @pytest.mark.parametrize(

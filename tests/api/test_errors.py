@@ -17,7 +17,8 @@ CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": (
-        "Origin, Content-Type, Access-Control-Request-Headers, Access-Control-Allow-Origin"
+        "Origin, Content-Type, Authorization, Access-Control-Request-Headers, "
+        "Access-Control-Allow-Origin"
     ),
 }
 ORDER_ID = "0x" + "12" * 32

@@ -94,6 +94,22 @@ def test_every_answer_but_the_metrics_is_json_and_every_error_the_status_object(
                     assert schema["allOf"][1]["properties"]["status"] == {"const": int(status)}
 
 
+def test_every_401_declares_its_challenge() -> None:
+    challenged = []
+    for path, item in document()["paths"].items():
+        for method, operation in item.items():
+            response = operation.get("responses", {}).get("401") if method != "parameters" else None
+            if response is not None:
+                header = response["headers"]["WWW-Authenticate"]
+                assert header["required"] and header["description"], (path, method)
+                challenged.append((method, path))
+    assert sorted(challenged) == [
+        ("delete", "/book/{market}/order/{order_id}"),
+        ("patch", "/book/{market}/order/{order_id}"),
+        ("post", "/book"),
+    ]
+
+
 # ---------------------------------------------------------------- the schemas are the parser's
 
 _digits = st.text(alphabet="0123456789", min_size=0, max_size=42)

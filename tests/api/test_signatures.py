@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import to_checksum_address
 from pytest_aiohttp import AiohttpClient
 
 from ome.api.app import create_app
-from ome.config import Settings
+from ome.config import Settings, load_settings
 from tests.api.conftest import Client, refused, submit
 from tests.builders import MARKET, NOW, Clock, order_body
 from tests.fakes import FakeExecutioner
@@ -188,6 +191,107 @@ async def test_dev_verifies_on_the_readme_domain_unless_told_otherwise(
     await submit(elsewhere, body, VECTOR_MARKET)
 
 
+# A Hardhat-style deployment on Kovan's chain id: another chain and another trader contract
+# than signatures.json's, with the contract written as a block explorer shows it.
+OTHER_CHAIN_ID = 42
+OTHER_CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+OTHER_KEY = bytes.fromhex("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+# eth-account's signature of OTHER_ORDER on that domain, frozen: a known answer.
+OTHER_SIGNATURE = (
+    "0x65f4c51e659e20773c791708bdcb6cbccaf4e5ae673a54afe27310eb7434c928"
+    "6d47d88990651920264ac4df678e854c7eb16856b6b02c7de07a1a44abb0145e1c"
+)
+
+
+def typed_order(body: dict[str, Any], chain_id: int, contract: str) -> dict[str, Any]:
+    """tracer-utils' typed data of an order body, for eth-account's encoder."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Order": [
+                {"name": "maker", "type": "address"},
+                {"name": "market", "type": "address"},
+                {"name": "price", "type": "uint256"},
+                {"name": "amount", "type": "uint256"},
+                {"name": "side", "type": "uint256"},
+                {"name": "expires", "type": "uint256"},
+                {"name": "created", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Order",
+        "domain": {
+            "name": "Tracer Protocol",
+            "version": "1.0",
+            "chainId": chain_id,
+            "verifyingContract": contract,
+        },
+        "message": {
+            "maker": to_checksum_address(body["user"]),
+            "market": to_checksum_address(body["target_tracer"]),
+            "price": int(body["price"]),
+            "amount": int(body["amount"]),
+            "side": {"Bid": 0, "Ask": 1}[body["side"]],
+            "expires": int(body["expiration"]),
+            "created": int(body["created"]),
+        },
+    }
+
+
+def other_order() -> dict[str, Any]:
+    body = order_body(
+        side="Ask", price=1500 * 10**18, amount=2 * 10**18, created=NOW, target_tracer=MARKET
+    )
+    body["user"] = Account.from_key(OTHER_KEY).address
+    typed = encode_typed_data(full_message=typed_order(body, OTHER_CHAIN_ID, OTHER_CONTRACT))
+    signature = Account.sign_message(typed, OTHER_KEY).signature.hex()
+    body["signed_data"] = "0x" + signature.removeprefix("0x")
+    return body
+
+
+async def test_an_eth_account_signature_on_another_chain_and_contract_is_accepted(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    clock: Clock,
+    fake_executioner: FakeExecutioner,
+) -> None:
+    body = other_order()
+    assert body["signed_data"] == OTHER_SIGNATURE
+    # As an operator sets them: the contract's checksummed spelling, through the parser.
+    domain = load_settings(
+        ["--chain_id", str(OTHER_CHAIN_ID), "--trader_contract", OTHER_CONTRACT], {}
+    )
+    client = await verifying_client(
+        aiohttp_client, settings, clock, domain.chain_id, domain.trader_contract
+    )
+    await open_market(client, MARKET)
+    answer = await submit(client, body)
+    assert answer["message"] == "Add"
+    (check,) = fake_executioner.bodies("check")
+    assert check["order"]["signed_data"] == OTHER_SIGNATURE
+    # The same signature on another chain, or for another contract, is nobody's.
+    for chain_id, contract in ((1337, OTHER_CONTRACT), (OTHER_CHAIN_ID, "0x" + "33" * 20)):
+        elsewhere = await verifying_client(
+            aiohttp_client,
+            settings.model_copy(
+                update={
+                    "journal_dir": settings.journal_dir.with_name(f"journal-{chain_id}"),
+                    "dumpfile": settings.dumpfile.with_name(f"dump-{chain_id}.json"),
+                }
+            ),
+            clock,
+            chain_id,
+            contract.lower(),
+        )
+        await open_market(elsewhere, MARKET)
+        text = await refused(elsewhere, "POST", f"/book/{MARKET}/order", 400, json=body)
+        assert text == "invalid_signature"
+
+
 # ---------------------------------------------------------------- the admin token
 
 
@@ -217,6 +321,53 @@ async def test_admin_token_guards_market_creation(
     assert response.status == status
     markets = (await (await client.get("/book")).json())["markets"]
     assert markets == ([MARKET] if status == 201 else [])
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic c2VjcmV0"}]
+)
+async def test_admin_token_401_carries_a_bearer_challenge(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock, headers: dict[str, str]
+) -> None:
+    configured = settings.model_copy(update={"admin_token": "s3cret-token"})
+    client = await aiohttp_client(create_app(configured, clock=clock))
+    response = await client.post("/book", json={"market": MARKET}, headers=headers)
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="ome"'
+    wrong = {"Authorization": "Bearer x"}
+    assert (await client.post("/book", json={"market": MARKET}, headers=wrong)).status == 403
+
+
+async def test_a_browser_may_send_the_admin_token(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: Clock
+) -> None:
+    """The preflight allows Authorization (no wildcard covers it), without a token itself."""
+    configured = settings.model_copy(update={"admin_token": "s3cret-token"})
+    client = await aiohttp_client(create_app(configured, clock=clock))
+    origin = {"Origin": "https://app.tracer.finance"}
+    preflight = await client.options(
+        "/book",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert preflight.status == 200
+    allowed = {
+        name.strip().lower()
+        for name in preflight.headers["Access-Control-Allow-Headers"].split(",")
+    }
+    assert {"authorization", "content-type"} <= allowed
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    response = await client.post(
+        "/book",
+        json={"market": MARKET},
+        headers={**origin, "Authorization": "Bearer s3cret-token"},
+    )
+    assert response.status == 201
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
 async def test_without_admin_token_anyone_creates_markets(client: Client) -> None:
