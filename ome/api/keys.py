@@ -13,7 +13,7 @@ from ome.config import Settings
 from ome.delivery import Sender
 from ome.executioner import ExecutionerClient
 from ome.metrics import Metrics
-from ome.signing import Domain
+from ome.verifier import OrderVerifier
 
 SETTINGS = web.AppKey("settings", Settings)
 COMMANDS = web.AppKey("commands", Commands)
@@ -38,7 +38,7 @@ class Exit:
 
 EXIT = web.AppKey("exit", Exit)
 # The domain order signatures are verified on; None when they are left to the executioner.
-ORDER_DOMAIN: web.AppKey[Domain | None] = web.AppKey("order_domain")
+ORDER_VERIFIER: web.AppKey[OrderVerifier | None] = web.AppKey("order_verifier")
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
 READINESS = web.AppKey("readiness", Readiness)
 # None when metrics are turned off.

@@ -29,7 +29,7 @@ from ome.api.keys import (
     FEED,
     IN_FLIGHT,
     METRICS,
-    ORDER_DOMAIN,
+    ORDER_VERIFIER,
     READINESS,
     SETTINGS,
 )
@@ -45,7 +45,6 @@ from ome.marketdata import (
     recent_trades,
 )
 from ome.metrics import CONTENT_TYPE
-from ome.signing import verify_order
 from ome.wire import (
     markets_json,
     message,
@@ -124,9 +123,9 @@ async def submit_order(request: web.Request) -> web.Response:
     app = request.app
     commands = app[COMMANDS]
     commands.check_entry(market, order)
-    domain = app[ORDER_DOMAIN]
-    if domain is not None:
-        verify_order(domain, order)
+    verifier = app[ORDER_VERIFIER]
+    if verifier is not None:
+        await verifier.verify(order)
     with app[IN_FLIGHT].hold(order.user):
         await app[EXECUTIONER].check(order.to_dict())
     status, fills = await commands.place(order)
