@@ -54,10 +54,11 @@ key of another type keeps the dict in its general layout, which stores them
 (a submit costs about a seventh less).
 
 What the matching loop may not pay for is deferred, with bounds. A maker
-filled or expired while matching, and a taker filled in full, stay in `_ids`
-dead (amount_left 0) and are listed in `_deaths`; `_settle` replaces them by
-their expirations on every sweep, when the book empties, and when they
-outnumber the resting orders (plus a constant). Until then the dead order
+filled or expired while matching stays in `_ids` dead (amount_left 0) and
+is listed in `_deaths`; `_settle` replaces them by their expirations on
+every sweep, when the book empties, and when they outnumber the resting
+orders (plus a constant). (A taker filled in full is remembered at once:
+its entry is still in the cache.) Until then the dead order
 itself is the memory of its id.
 
 Two secondary indexes, by user and by expiration, are append-only lists: an
@@ -472,9 +473,9 @@ class Book:
         if self._best[opposite] <= limit:
             fills, expired = self._take(order, opposite, limit, now)
             if not order.amount_left:
-                self._deaths.append(order)
-                if order.expiration < self._deaths_due:
-                    self._deaths_due = order.expiration
+                # Its entry in _ids was made by this submit and is still in the
+                # cache: replaced now it costs little, settled later a cache miss.
+                self._remember(order.id, order.expiration)
                 self._tidy()
                 return _FULL_MATCH, fills, expired
             self._rest(order)
