@@ -1,7 +1,8 @@
 """Start = the latest snapshot + a replay of every later journal record.
 
-`recover` reads the dumpfile (if any), then replays through `Machine.apply`
-every journal record with a higher sequence number, at the time it carries,
+`recover` reads the dumpfile (if any), then replays every journal record
+with a higher sequence number, at the time it carries, through
+`Machine.replay` (`Machine.apply`'s state change, without its events),
 calling nobody (no executioner, no sink). The result is the state the
 process had after its last durable command. A torn last record is reported
 and, with `repair`, cut off; a corrupt record, a gap, an undecodable record
@@ -67,7 +68,7 @@ def _recover(dumpfile: Path, journal_dir: Path, *, repair: bool) -> Recovered:
         try:
             for seq, payload in read_segments(journal_dir, snapshot_seq, scan):
                 command, time = decode(payload)
-                machine.apply(seq, time, command)
+                machine.replay(seq, time, command)
                 replayed += 1
         except JournalCorrupt as exc:
             raise RecoveryError(str(exc)) from exc
