@@ -25,10 +25,11 @@ snapshot stalls. All on 127.0.0.1 and in temporary folders.
    cancels, 10% delivery outcomes. Measured: from `Popen` of `python -m ome` to
    its `ome_started` line (the executioner it is given refuses connections, so
    the sender appends nothing and the files stay as built; the OME is then
-   killed with SIGKILL so that it writes no snapshot), and in-process
-   `ome.recovery.recover`, split into reading the snapshot and replaying the
-   journal (records/s). Both check that the recovered digest equals the digest
-   of the state the commands were generated on.
+   killed with SIGKILL so that it writes no snapshot; its `state_recovered`
+   must report every record replayed), and in-process `ome.recovery.recover`,
+   split into reading the snapshot and replaying the journal (records/s),
+   whose digest must equal the digest of the state the commands were
+   generated on.
 3. Snapshot stall. In-process, on the state recovered in part 2 (frozen out of
    the collector's way with `gc.freeze()`, as the OME does after its start): an
    event loop (uvloop, as the OME runs) with the journal's writer task and a
@@ -78,6 +79,7 @@ from ome import recovery  # noqa: E402
 from ome.commands import Commands, Machine, Placed, Trade  # noqa: E402
 from ome.engine import EngineError, Order, Side  # noqa: E402
 from ome.journal import Journal, SegmentFile, check_folder, frame, segment_name  # noqa: E402
+from ome.persistence import VERSION as DUMP_VERSION  # noqa: E402
 from ome.persistence import digest, write_dump  # noqa: E402
 from ome.records import Cancel, Command, CreateMarket, DeliveryOutcome, Place, encode  # noqa: E402
 from ome.snapshots import Snapshotter  # noqa: E402
@@ -381,7 +383,13 @@ def build(sizes: Sizes, folder: Path) -> tuple[Path, Path, str, int]:
     run given the same folder and sizes (building them takes minutes).
     """
     dumpfile, journal_dir, note = folder / "dump.json", folder / "journal", folder / "built.json"
-    wanted = {"orders": sizes.orders, "levels": sizes.levels, "records": sizes.records}
+    # Data of another dumpfile format (and digest) is built again.
+    wanted = {
+        "orders": sizes.orders,
+        "levels": sizes.levels,
+        "records": sizes.records,
+        "format": DUMP_VERSION,
+    }
     if note.is_file() and (built := orjson.loads(note.read_bytes()))["sizes"] == wanted:
         print(f"  snapshot and journal of an earlier run, in {folder}", flush=True)
         return dumpfile, journal_dir, built["digest"], built["snapshot_seq"]
@@ -516,15 +524,19 @@ def start_and_replay(sizes: Sizes, folder: Path, data: Path | None) -> State:
     dumpfile, journal_dir, final, snapshot_seq = build(sizes, data or folder / "data")
     gc.collect()
     before = file_sizes(journal_dir), dumpfile.stat().st_size
+    final_seq = snapshot_seq + sizes.records
     starts, start_cpus = [], []
     for run in range(sizes.runs):
         seconds, cpu, event = start_once(dumpfile, journal_dir, folder)
         starts.append(seconds)
         start_cpus.append(cpu)
-        same = event.get("digest") == final and event.get("replayed") == sizes.records
+        # The OME logs no digest unless asked (--start_digest); the in-process recovery
+        # below compares digests.
+        same = event.get("replayed") == sizes.records and event.get("seq") == final_seq
         print(
             f"  start {run + 1}: {seconds:.2f} s ({cpu:.2f} s CPU) to ome_started, replayed "
-            f"{event.get('replayed')}, digest {'equal' if same else 'DIFFERENT'}",
+            f"{event.get('replayed')} up to seq {event.get('seq')}, "
+            f"{'as built' if same else 'DIFFERENT'}",
             flush=True,
         )
         if (file_sizes(journal_dir), dumpfile.stat().st_size) != before:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ome.commands import Commands
-from ome.engine import Order, Side
-from ome.journal import Journal, SegmentFile, frame, segment_name, segments
+from ome.commands import Commands, Machine
+from ome.engine import Order, OrderNotFound, Side
+from ome.journal import Journal, Scan, SegmentFile, frame, read_segments, segment_name, segments
 from ome.persistence import digest, write_dump
 from ome.records import Cancel, CreateMarket, DeliveryOutcome, Expire, Place, decode, encode
 from ome.recovery import RecoveryError, recover
@@ -115,6 +115,29 @@ async def test_replay_of_the_journal_rebuilds_the_live_state(tmp_path: Path, see
     assert digest(recovered.state) == expected
 
 
+@pytest.mark.parametrize("seed", range(3))
+async def test_replay_changes_the_state_exactly_as_apply_does(tmp_path: Path, seed: int) -> None:
+    commands, task = live(tmp_path)
+    await random_session(commands, random.Random(seed), 300)
+    await stop(commands, task)
+    applying, replaying = Machine(State()), Machine(State())
+    unknown = Cancel(MARKETS[0], "0x" + "00" * 32, None)
+    for seq, payload in read_segments(tmp_path, 0, Scan(0)):
+        command, time = decode(payload)
+        applying.apply(seq, time, command)
+        # Orders of its own for the other machine: the engine changes them in place.
+        command, time = decode(payload)
+        replaying.replay(seq, time, command)
+        assert digest(replaying.state) == digest(applying.state), f"record {seq}"
+        # A command that does not apply raises the same error and changes nothing.
+        with pytest.raises(OrderNotFound):
+            applying.apply(seq + 1, time, unknown)
+        with pytest.raises(OrderNotFound):
+            replaying.replay(seq + 1, time, unknown)
+        assert digest(replaying.state) == digest(applying.state), f"record {seq}"
+    assert replaying.state.seq == commands.state.seq
+
+
 async def test_snapshot_plus_later_records_rebuild_the_state(tmp_path: Path) -> None:
     rng = random.Random(7)
     journal_dir = tmp_path / "journal"
@@ -175,9 +198,7 @@ async def test_a_cancelled_snapshot_leaves_the_old_one_and_no_temporary_file(
     with contextlib.suppress(asyncio.CancelledError):
         await taking
     if not taking.cancelled():
-        assert digest(recover(dumpfile, journal_dir, repair=False).state) == digest(
-            commands.state
-        )
+        assert digest(recover(dumpfile, journal_dir, repair=False).state) == digest(commands.state)
     else:
         assert dumpfile.read_bytes() == b"the old snapshot"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.json", "journal"]

@@ -90,12 +90,14 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     )
     commands = Commands(current, journal, app[CLOCK], sinks=[log_events], limits=limits)
     app[COMMANDS] = commands
+    # Hashing the whole state costs as much as loading it: only when asked for.
+    digested = {"digest": digest(current)} if settings.start_digest else {}
     log.info(
         "state_recovered" if recovered.snapshot_found or recovered.replayed else "state_fresh",
         **_summary(current),
         snapshot_seq=recovered.snapshot_seq,
         replayed=recovered.replayed,
-        digest=digest(current),
+        **digested,
         dumpfile=str(dumpfile),
         journal_dir=str(journal_dir),
     )
