@@ -44,29 +44,33 @@ class Recovered:
     snapshot_found: bool
 
 
-def recover(dumpfile: Path, journal_dir: Path, *, repair: bool) -> Recovered:
+def recover(
+    dumpfile: Path, journal_dir: Path, *, repair: bool, until: int | None = None
+) -> Recovered:
+    """The state of the snapshot plus the journal (up to record `until`, if given)."""
     # Loading and replaying allocate millions of objects that all stay alive:
     # each full pass of the cyclic collector would walk the growing state again
     # for nothing (the engine makes no reference cycles).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _recover(dumpfile, journal_dir, repair=repair)
+        return _recover(dumpfile, journal_dir, repair=repair, until=until)
     finally:
         if collecting:
             gc.enable()
 
 
-def _recover(dumpfile: Path, journal_dir: Path, *, repair: bool) -> Recovered:
+def _recover(dumpfile: Path, journal_dir: Path, *, repair: bool, until: int | None) -> Recovered:
     restored = read_dump(dumpfile)
     state = restored or State()
     snapshot_seq = state.seq
     machine = Machine(state)
     scan = Scan(snapshot_seq)
     replayed = 0
+    seq = snapshot_seq
     if journal_dir.is_dir():
         try:
-            for seq, payload in read_segments(journal_dir, snapshot_seq, scan):
+            for seq, payload in read_segments(journal_dir, snapshot_seq, scan, until=until):
                 command, time = decode(payload)
                 machine.replay(seq, time, command)
                 replayed += 1
@@ -74,7 +78,7 @@ def _recover(dumpfile: Path, journal_dir: Path, *, repair: bool) -> Recovered:
             raise RecoveryError(str(exc)) from exc
         except (RecordError, EngineError, KeyError) as exc:
             raise RecoveryError(
-                f"journal in {journal_dir}: record {scan.last_seq + 1} cannot be replayed: "
+                f"journal in {journal_dir}: record {seq} cannot be replayed: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     if scan.torn is not None and repair:

@@ -144,12 +144,21 @@ async def test_snapshot_plus_later_records_rebuild_the_state(tmp_path: Path) -> 
     journal_dir.mkdir()
     dumpfile = tmp_path / "dump.json"
     commands, task = live(journal_dir)
-    await random_session(commands, rng, 200)
-    snapshotter = Snapshotter(commands.state, commands.journal, dumpfile, journal_dir)
-    covered = await snapshotter.take()
-    assert covered == commands.state.seq
-    # The segments the snapshot covers are gone: the journal stays bounded.
-    assert all(first > covered for first, _ in segments(journal_dir))
+    snapshotter = Snapshotter(commands.journal, dumpfile, journal_dir)
+    for _ in range(2):
+        await random_session(commands, rng, 200)
+        boundary = commands.state.seq
+        expected_at_boundary = digest(commands.state)
+        taking = asyncio.create_task(snapshotter.take())
+        # Commands go on while the snapshot is made; it holds none of them.
+        await random_session(commands, rng, 100)
+        covered = await taking
+        assert covered == boundary
+        assert digest(recover(dumpfile, journal_dir / "none", repair=False).state) == (
+            expected_at_boundary
+        )
+        # The segments the snapshot covers are gone: the journal stays bounded.
+        assert all(first > covered for first, _ in segments(journal_dir))
     await random_session(commands, rng, 200)
     expected = digest(commands.state)
     await stop(commands, task)
@@ -158,6 +167,20 @@ async def test_snapshot_plus_later_records_rebuild_the_state(tmp_path: Path) -> 
     assert recovered.snapshot_seq == covered
     assert recovered.replayed == commands.state.seq - covered
     assert digest(recovered.state) == expected
+
+
+async def test_a_failed_snapshot_keeps_the_old_one_and_says_why(tmp_path: Path) -> None:
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    dumpfile = tmp_path / "dump.json"
+    dumpfile.write_bytes(b"not a snapshot")
+    commands, task = live(journal_dir)
+    await random_session(commands, random.Random(5), 50)
+    with pytest.raises(OSError, match=r"dump\.json is not valid JSON"):
+        await Snapshotter(commands.journal, dumpfile, journal_dir).take()
+    assert dumpfile.read_bytes() == b"not a snapshot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dump.json", "journal"]
+    await stop(commands, task)
 
 
 async def test_a_graceful_dump_equals_the_replay_of_the_journal(tmp_path: Path) -> None:
@@ -189,9 +212,7 @@ async def test_a_cancelled_snapshot_leaves_the_old_one_and_no_temporary_file(
     dumpfile.write_bytes(b"the old snapshot")
     commands, task = live(journal_dir)
     await random_session(commands, random.Random(after), 100)
-    taking = asyncio.create_task(
-        Snapshotter(commands.state, commands.journal, dumpfile, journal_dir).take()
-    )
+    taking = asyncio.create_task(Snapshotter(commands.journal, dumpfile, journal_dir).take())
     for _ in range(after):
         await asyncio.sleep(0)
     taking.cancel()

@@ -173,9 +173,7 @@ async def expiry_sweep(app: web.Application) -> AsyncIterator[None]:
 async def periodic_snapshots(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     commands = app[COMMANDS]
-    snapshotter = Snapshotter(
-        commands.state, commands.journal, settings.dumpfile, settings.journal_dir
-    )
+    snapshotter = Snapshotter(commands.journal, settings.dumpfile, settings.journal_dir)
     app[SNAPSHOTTER] = snapshotter
     task = _snapshot_forever(snapshotter, commands, settings.snapshot_interval)
     async with _background(task, "snapshots"):
