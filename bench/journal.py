@@ -34,9 +34,13 @@ snapshot stalls. All on 127.0.0.1 and in temporary folders.
    the collector's way with `gc.freeze()`, as the OME does after its start): an
    event loop (uvloop, as the OME runs) with the journal's writer task and a
    ticker that sleeps 1 ms and records how late it woke, while
-   `Snapshotter.take()` forks and writes the snapshot. One order is placed
+   `Snapshotter.take()` writes the snapshot. One order is placed
    through `ome.commands.Commands` before each take, so each snapshot covers
-   a new durable record. Reported: the longest lag and the time `take` took.
+   a new durable record. `take` starts `python -m ome.checkpoint`, which
+   rebuilds the state from part 2's snapshot and journal (linked into the
+   temporary folder) plus the new records. Reported: the longest lag, how
+   long `subprocess.Popen` held the loop, the time `take` took, and whether
+   the last snapshot's digest equals the state's.
 
 Targets (issue 8): always >= 0.8x the throughput of off, p99 within +5 ms;
 replay >= 200,000 records/s; start <= 10 s; no stall > 100 ms.
@@ -58,6 +62,7 @@ import gc  # noqa: E402
 import io  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -80,7 +85,7 @@ from ome.commands import Commands, Machine, Placed, Trade  # noqa: E402
 from ome.engine import EngineError, Order, Side  # noqa: E402
 from ome.journal import Journal, SegmentFile, check_folder, frame, segment_name  # noqa: E402
 from ome.persistence import VERSION as DUMP_VERSION  # noqa: E402
-from ome.persistence import digest, write_dump  # noqa: E402
+from ome.persistence import digest, read_dump, write_dump  # noqa: E402
 from ome.records import Cancel, Command, CreateMarket, DeliveryOutcome, Place, encode  # noqa: E402
 from ome.snapshots import Snapshotter  # noqa: E402
 from ome.state import State  # noqa: E402
@@ -515,7 +520,17 @@ def timed_recover(dumpfile: Path, journal_dir: Path) -> tuple[recovery.Recovered
     return recovered, total, reading
 
 
-def start_and_replay(sizes: Sizes, folder: Path, data: Path | None) -> State:
+def link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def start_and_replay(
+    sizes: Sizes, folder: Path, data: Path | None
+) -> tuple[State, tuple[Path, Path]]:
+    """Part 2; the state recovered, and the snapshot and journal it was recovered from."""
     print(
         f"\n=== 2. start: {sizes.orders:,} resting orders on {sizes.levels:,} levels in the "
         f"snapshot + {sizes.records:,} journal records",
@@ -569,7 +584,7 @@ def start_and_replay(sizes: Sizes, folder: Path, data: Path | None) -> State:
         f"{sizes.records / replay_wall:,.0f} records/s, "
         f"{sizes.records / replay_cpu:,.0f} records per CPU second (target >= 200,000)"
     )
-    return recovered_state
+    return recovered_state, (dumpfile, journal_dir)
 
 
 # ---------------------------------------------------------------- 3. snapshot stall
@@ -579,29 +594,30 @@ def start_and_replay(sizes: Sizes, folder: Path, data: Path | None) -> State:
 class Stall:
     lag: float
     took: float
-    fork: float
+    # How long the event loop waited for the snapshot process to be started.
+    spawn: float
     # The longest lag over as long a time right after, with no snapshot running:
     # what the shared machine's scheduling alone costs the ticker.
     quiet_lag: float
 
 
 @contextmanager
-def timed_fork(forks: list[float]) -> Iterator[None]:
-    """Record how long `os.fork` takes in the parent while the block runs."""
-    fork = os.fork
+def timed_spawn(spawns: list[float]) -> Iterator[None]:
+    """Record how long starting a process (`subprocess.Popen`) takes while the block runs."""
+    popen = subprocess.Popen
 
-    def timed() -> int:
+    def timed(*args: Any, **kwargs: Any) -> Any:
         began = time.perf_counter()
-        pid = fork()
-        if pid:
-            forks.append(time.perf_counter() - began)
-        return pid
+        try:
+            return popen(*args, **kwargs)
+        finally:
+            spawns.append(time.perf_counter() - began)
 
-    os.fork = timed
+    subprocess.Popen = timed  # type: ignore[assignment, misc]
     try:
         yield
     finally:
-        os.fork = fork
+        subprocess.Popen = popen  # type: ignore[misc]
 
 
 async def max_lag_while(work: Any) -> float:
@@ -627,27 +643,34 @@ async def max_lag_while(work: Any) -> float:
 
 async def stall_once(snapshotter: Snapshotter, commands: Commands, order: Order) -> Stall:
     await commands.place(order)
-    forks: list[float] = []
+    spawns: list[float] = []
     began = time.perf_counter()
-    with timed_fork(forks):
+    with timed_spawn(spawns):
         lag = await max_lag_while(snapshotter.take())
     took = time.perf_counter() - began - 0.1
     quiet = await max_lag_while(asyncio.sleep(took))
-    return Stall(lag, took, forks[0], quiet)
+    return Stall(lag, took, spawns[0], quiet)
 
 
-async def snapshot_stall(state: State, sizes: Sizes, folder: Path) -> None:
+async def snapshot_stall(
+    state: State, built: tuple[Path, Path], sizes: Sizes, folder: Path
+) -> None:
     orders = sum(len(book) for book in state.exchange.books.values())
     print(f"\n=== 3. periodic snapshot at {orders:,} resting orders", flush=True)
-    journal_dir = folder / "stall-journal"
+    # The snapshot process rebuilds the state from the files, as the OME's would:
+    # part 2's snapshot and journal, linked (a snapshot replaces links, never the files).
+    dumpfile, journal_dir = folder / "stall-dump.json", folder / "stall-journal"
     check_folder(journal_dir)
+    link_or_copy(built[0], dumpfile)
+    for segment in built[1].iterdir():
+        link_or_copy(segment, journal_dir / segment.name)
     file = SegmentFile(journal_dir, sync=True)
     file.open(state.seq + 1)
     journal = Journal(file, durable_seq=state.seq)
     writer = asyncio.create_task(journal.run())
     clock_time = START_TIME + 10**6
     commands = Commands(state, journal, lambda: clock_time)
-    snapshotter = Snapshotter(state, journal, folder / "stall-dump.json", journal_dir)
+    snapshotter = Snapshotter(journal, dumpfile, journal_dir)
     stalls = []
     for run in range(sizes.runs):
         order = Order.create(
@@ -658,16 +681,19 @@ async def snapshot_stall(state: State, sizes: Sizes, folder: Path) -> None:
         stalls.append(stall)
         print(
             f"  snapshot {run + 1}: took {stall.took:.2f} s, longest loop lag "
-            f"{stall.lag * 1000:.1f} ms, os.fork {stall.fork * 1000:.1f} ms; "
+            f"{stall.lag * 1000:.1f} ms, Popen {stall.spawn * 1000:.1f} ms; "
             f"longest lag without a snapshot {stall.quiet_lag * 1000:.1f} ms"
         )
     await journal.close()
     await writer
+    written = read_dump(dumpfile)
+    same = written is not None and digest(written) == digest(state)
+    print(f"  the last snapshot written: digest {'equal' if same else 'DIFFERENT'}")
     lags = [stall.lag for stall in stalls]
     print(
         f"\n  longest event-loop stall: median {median(lags) * 1000:.1f} ms, worst "
-        f"{max(lags) * 1000:.1f} ms (target <= 100 ms); fork "
-        f"{median([s.fork for s in stalls]) * 1000:.1f} ms; snapshot took "
+        f"{max(lags) * 1000:.1f} ms (target <= 100 ms); Popen "
+        f"{median([s.spawn for s in stalls]) * 1000:.1f} ms; snapshot took "
         f"{median([s.took for s in stalls]):.2f} s; without a snapshot the ticker's longest "
         f"lag is {median([s.quiet_lag for s in stalls]) * 1000:.1f} ms"
     )
@@ -719,10 +745,10 @@ def main() -> None:
         if "1" in args.parts:
             run(throughput(sizes, args.connections, folder, reference=args.reference))
         if "2" in args.parts or "3" in args.parts:
-            state = start_and_replay(sizes, folder, args.data)
+            state, built = start_and_replay(sizes, folder, args.data)
             if "3" in args.parts:
                 gc.freeze()
-                run(snapshot_stall(state, sizes, folder))
+                run(snapshot_stall(state, built, sizes, folder))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
