@@ -5,14 +5,14 @@ Format (version 3):
     {"version": 3,
      "markets": [{"market": "0x…", "ltp": "96", "seq": 17,
                   "orders": {"id": ["0x…", …], "user": […], "side": [0, 1, …],
-                             "price": ["96", …], "amount": […], "amount_left": […],
+                             "price": [96, …], "amount": […], "amount_left": […],
                              "expiration": […], "created": […], "signed_data": […]},
                   "finished": [["0x<id>", "<expiration>"], …]}, …]}
 
 `orders` holds one column per field of the wire order object (the market is
-the book's; `side` is 0 for Bid, 1 for Ask; numbers are decimal strings, as
-they may pass 2^64), row i of every column being the i-th order the book
-accepted. Within a price level that is its queue order, so resting them
+the book's; `side` is 0 for Bid, 1 for Ask; numbers are JSON integers, but
+decimal strings from 2^63 on), row i of every column being the i-th order
+the book accepted. Within a price level that is its queue order, so resting them
 again in that order rebuilds every level, the id and user indexes, depth
 and volumes exactly. Columns rather than an object per order: the file is
 half the size, and parsing, converting and checking a column are loops in C.
@@ -57,6 +57,7 @@ _COLUMNS = (
     "signed_data",
 )
 _SIDES = {int(side): side for side in Side}
+_LARGE = 1 << 63
 
 
 def to_dict(exchange: Exchange) -> dict[str, Any]:
@@ -111,11 +112,11 @@ def _book_to_dict(book: Book) -> dict[str, Any]:
             "id": [order.id for order in orders],
             "user": [order.user for order in orders],
             "side": [int(order.side) for order in orders],
-            "price": [str(order.price) for order in orders],
-            "amount": [str(order.amount) for order in orders],
-            "amount_left": [str(order.amount_left) for order in orders],
-            "expiration": [str(order.expiration) for order in orders],
-            "created": [str(order.created) for order in orders],
+            "price": _numbers([order.price for order in orders]),
+            "amount": _numbers([order.amount for order in orders]),
+            "amount_left": _numbers([order.amount_left for order in orders]),
+            "expiration": _numbers([order.expiration for order in orders]),
+            "created": _numbers([order.created for order in orders]),
             "signed_data": [order.signed_data for order in orders],
         },
         "finished": [[oid, str(expiration)] for oid, expiration in book.finished()],
@@ -152,14 +153,28 @@ def _orders_from_columns(market: str, columns: dict[str, Any]) -> list[Order]:
     )
 
 
+def _numbers(values: list[int]) -> list[int | str]:
+    """JSON integers, but decimal strings from 2^63 on (beyond what JSON readers keep exact)."""
+    if not values or max(values) < _LARGE:
+        return list(values)
+    return [value if value < _LARGE else str(value) for value in values]
+
+
 def _uints(column: list[Any]) -> list[int]:
-    """A column of decimal strings as ints; ValueError on anything else or a negative one."""
-    if not all(map(isinstance, column, repeat(str))):
-        raise ValueError("a number is not a decimal string")
-    numbers = list(map(int, column))
+    """A column of `_numbers` as ints; ValueError on anything else or a negative one."""
+    if all(map(isinstance, column, repeat(int))):
+        numbers = column
+    else:
+        numbers = [value if type(value) is int else _large(value) for value in column]
     if numbers and min(numbers) < 0:
         raise ValueError("a number is negative")
     return numbers
+
+
+def _large(value: Any) -> int:
+    if type(value) is not str or int(value) < _LARGE:
+        raise ValueError(f"not a number of a snapshot's order: {value!r}")
+    return int(value)
 
 
 def _restore_finished(book: Book, finished: Any) -> None:

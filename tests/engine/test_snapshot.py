@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import orjson
 import pytest
 
 from ome.engine import Exchange, OrderFinished, SnapshotError, snapshot
@@ -31,7 +32,7 @@ def test_version_3_keeps_columns_seq_and_finished_memory() -> None:
     assert market["seq"] == 7
     assert len(market["finished"]) == 2
     assert market["orders"]["side"] == [1, 1, 0]
-    assert market["orders"]["amount_left"] == ["2", "5", "4"]
+    assert market["orders"]["amount_left"] == [2, 5, 4]
     restored = snapshot.from_dict(data)
     book = restored.get(MARKET)
     book.validate()
@@ -48,6 +49,20 @@ def test_version_3_keeps_columns_seq_and_finished_memory() -> None:
     refused.expiration = int(expiration)
     with pytest.raises(OrderFinished):
         book.check_entry(refused, NOW)
+
+
+def test_numbers_from_2_to_the_63_are_kept_as_strings() -> None:
+    exchange = Exchange()
+    book = exchange.create(MARKET)
+    book.submit(ask(2**100, 2**63, trader=1), NOW)
+    book.submit(ask(2**63 - 1, 5, trader=1), NOW)
+    data = snapshot.to_dict(exchange)
+    assert data["markets"][0]["orders"]["price"] == [str(2**100), 2**63 - 1]
+    assert data["markets"][0]["orders"]["amount"] == [str(2**63), 5]
+    restored = snapshot.from_dict(orjson.loads(orjson.dumps(data)))
+    assert [o.to_dict() for o in restored.get(MARKET).orders()] == [
+        o.to_dict() for o in book.orders()
+    ]
 
 
 def test_version_2_still_loads() -> None:
@@ -80,11 +95,12 @@ MALFORMED = [
     lambda m: m["orders"]["price"].pop(),
     lambda m: m["orders"].pop("created"),
     lambda m: m["orders"].update(extra=[1, 2, 3]),
-    _set_column("price", 1, "-100"),
-    _set_column("price", 1, 100),
+    _set_column("price", 1, -100),
+    _set_column("price", 1, "100"),
+    _set_column("price", 1, 100.5),
     _set_column("expiration", 0, "soon"),
-    _set_column("amount_left", 2, "0"),
-    _set_column("amount_left", 2, "5"),
+    _set_column("amount_left", 2, 0),
+    _set_column("amount_left", 2, 5),
     _set_column("side", 0, 2),
     _set_column("user", 0, None),
     _set_column("id", 1, "0x" + "ab" * 32),
