@@ -51,6 +51,8 @@ from ome.records import (
     Expire,
     Place,
     encode,
+    fields,
+    place_order,
 )
 from ome.state import State, TradeRecord, trade_history
 
@@ -203,7 +205,7 @@ class Machine:
                 events.append(OrderRested(order, order.amount_left))
             applied = Placed(seq, time, command, events, fills, status)
         elif isinstance(command, Cancel):
-            order = self._cancel(command)
+            order = self._cancel(command.market, command.order_id, command.owner)
             applied = Applied(seq, time, command, [OrderCancelled(order, command.owner)])
         elif isinstance(command, Expire):
             swept = self._expire(time)
@@ -219,18 +221,25 @@ class Machine:
         self.state.seq = seq
         return applied
 
-    def replay(self, seq: int, time: int, command: Command) -> None:
-        """`apply` without building its events: the same state change, or the same error."""
-        if isinstance(command, Place):
-            self._place(seq, time, command.order)
-        elif isinstance(command, Cancel):
-            self._cancel(command)
-        elif isinstance(command, DeliveryOutcome):
-            self.state.outbox.remove(command.key)
-        elif isinstance(command, Expire):
+    def replay(self, seq: int, payload: bytes) -> None:
+        """Apply the journal record `payload` as number `seq`: `apply`'s state change.
+
+        Reads the record's fields in place (ome.records.fields) and builds no
+        events. Raises what `apply` raises, RecordError for a malformed
+        record, or IndexError for one too short; nothing is changed then.
+        """
+        record = fields(payload)
+        kind, time = record[0], record[1]
+        if kind == "p":
+            self._place(seq, time, place_order(record))
+        elif kind == "c":
+            self._cancel(record[2], record[3], record[4])
+        elif kind == "d" or kind == "r":
+            self.state.outbox.remove(record[2])
+        elif kind == "e":
             self._expire(time)
         else:
-            self.state.exchange.create(command.market)
+            self.state.exchange.create(record[2])
         self.state.seq = seq
 
     def _place(
@@ -258,9 +267,9 @@ class Machine:
             )
         return status, fills, expired, keys
 
-    def _cancel(self, command: Cancel) -> Order:
-        book = self.state.exchange.get(command.market)
-        order = book.cancel(command.order_id, owner=command.owner)
+    def _cancel(self, market: str, order_id: str, owner: str | None) -> Order:
+        book = self.state.exchange.get(market)
+        order = book.cancel(order_id, owner=owner)
         book.seq += 1
         return order
 

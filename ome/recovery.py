@@ -25,7 +25,7 @@ from ome.commands import Machine
 from ome.engine import EngineError
 from ome.journal import JournalCorrupt, Scan, Torn, cut_torn_tail, read_segments
 from ome.persistence import digest, read_dump
-from ome.records import RecordError, decode
+from ome.records import RecordError
 from ome.state import State
 
 
@@ -71,12 +71,11 @@ def _recover(dumpfile: Path, journal_dir: Path, *, repair: bool, until: int | No
     if journal_dir.is_dir():
         try:
             for seq, payload in read_segments(journal_dir, snapshot_seq, scan, until=until):
-                command, time = decode(payload)
-                machine.replay(seq, time, command)
+                machine.replay(seq, payload)
                 replayed += 1
         except JournalCorrupt as exc:
             raise RecoveryError(str(exc)) from exc
-        except (RecordError, EngineError, KeyError) as exc:
+        except (RecordError, EngineError, LookupError, TypeError, ValueError) as exc:
             raise RecoveryError(
                 f"journal in {journal_dir}: record {seq} cannot be replayed: "
                 f"{type(exc).__name__}: {exc}"
