@@ -440,10 +440,10 @@ def file_sizes(folder: Path) -> dict[str, int]:
 
 
 def start_once(
-    dumpfile: Path, journal_dir: Path, folder: Path
+    dumpfile: Path, journal_dir: Path, folder: Path, tree: Path = REPO
 ) -> tuple[float, float, dict[str, Any]]:
-    """Seconds from Popen to `ome_started`, the CPU seconds the OME used to get there,
-    and its `state_recovered` event."""
+    """Seconds from Popen to `ome_started` of the OME of `tree`, the CPU seconds it used to
+    get there, and its `state_recovered` event."""
     port = http_bench.free_port()
     # Nobody listens there: pending pairs stay pending, so no outcome is journaled.
     refusing = f"http://127.0.0.1:{http_bench.free_port()}"
@@ -455,7 +455,7 @@ def start_once(
     started = time.perf_counter()
     process = subprocess.Popen(
         args, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(tree)},
     )  # fmt: skip
     recovered: dict[str, Any] = {}
     # Reading the pipe blocks while the OME is silent, as it is during recovery.
@@ -527,8 +527,101 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+# Run by `python -c` in the tree measured: `recover`'s CPU seconds, in all and for reading
+# the snapshot, as JSON. Only names every version since the journal has.
+RECOVER_CPU = """
+import json, sys, time
+from pathlib import Path
+from ome import recovery
+read_dump, spent = recovery.read_dump, {}
+def timed(path):
+    began = time.process_time()
+    state = read_dump(path)
+    spent["read"] = time.process_time() - began
+    return state
+recovery.read_dump = timed
+began = time.process_time()
+recovered = recovery.recover(Path(sys.argv[1]), Path(sys.argv[2]), repair=False)
+print(json.dumps({**spent, "total": time.process_time() - began, "replayed": recovered.replayed}))
+"""
+
+
+def recover_cpu(tree: Path, dumpfile: Path, journal_dir: Path) -> tuple[float, float]:
+    """CPU seconds of reading the snapshot and of replaying the journal, by `tree`'s code."""
+    done = subprocess.run(
+        [sys.executable, "-c", RECOVER_CPU, str(dumpfile), str(journal_dir)],
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        check=True,
+        timeout=STARTUP_TIMEOUT,
+    )
+    spent = orjson.loads(done.stdout.splitlines()[-1])
+    return spent["read"], spent["total"] - spent["read"]
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Another commit's OME and the snapshot and journal its own bench/journal.py built."""
+
+    commit: str
+    tree: Path
+    dumpfile: Path
+    journal_dir: Path
+
+
+def baseline_tree(commit: str, data: Path, folder: Path) -> Baseline:
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    tree = folder / f"baseline-{commit}"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    return Baseline(commit, tree, data / "dump.json", data / "journal")
+
+
+def compare_with_baseline(
+    baseline: Baseline, sizes: Sizes, folder: Path, built: tuple[Path, Path]
+) -> None:
+    """Starts and replays of this tree and of the baseline, interleaved, with their ratios."""
+    print(
+        f"\n  against {baseline.commit} (its snapshot and journal in {baseline.dumpfile.parent}), "
+        "interleaved, CPU seconds:",
+        flush=True,
+    )
+    figures: dict[str, list[float]] = {name: [] for name in ("start", "read", "replay")}
+    theirs: dict[str, list[float]] = {name: [] for name in figures}
+    for run in range(sizes.runs):
+        for tree, dumpfile, journal_dir, into in (
+            (REPO, *built, figures),
+            (baseline.tree, baseline.dumpfile, baseline.journal_dir, theirs),
+        ):
+            _, cpu, _ = start_once(dumpfile, journal_dir, folder, tree)
+            read, replay = recover_cpu(tree, dumpfile, journal_dir)
+            into["start"].append(cpu)
+            into["read"].append(read)
+            into["replay"].append(replay)
+        print(
+            f"  run {run + 1}: start {figures['start'][-1]:.2f} vs {theirs['start'][-1]:.2f}, "
+            f"snapshot read {figures['read'][-1]:.2f} vs {theirs['read'][-1]:.2f}, "
+            f"replay {figures['replay'][-1]:.2f} vs {theirs['replay'][-1]:.2f}",
+            flush=True,
+        )
+    for name in figures:
+        ours, base = median(figures[name]), median(theirs[name])
+        print(
+            f"  {name}: {ours:.2f} s CPU vs {base:.2f} s CPU, {base / ours:.2f}x faster (medians)"
+        )
+    print(
+        f"  replay: {sizes.records / median(figures['replay']):,.0f} vs "
+        f"{sizes.records / median(theirs['replay']):,.0f} records per CPU second"
+    )
+
+
 def start_and_replay(
-    sizes: Sizes, folder: Path, data: Path | None
+    sizes: Sizes, folder: Path, data: Path | None, baseline: Baseline | None = None
 ) -> tuple[State, tuple[Path, Path]]:
     """Part 2; the state recovered, and the snapshot and journal it was recovered from."""
     print(
@@ -556,6 +649,8 @@ def start_and_replay(
         )
         if (file_sizes(journal_dir), dumpfile.stat().st_size) != before:
             raise SystemExit("a start changed the snapshot or the journal")
+    if baseline is not None:
+        compare_with_baseline(baseline, sizes, folder, (dumpfile, journal_dir))
     reads, replays = [], []
     recovered_state = State()
     for run in range(sizes.runs):
@@ -725,7 +820,22 @@ def main() -> None:
         "--folder", type=Path, default=None, help="where journals and snapshots go (a temp folder)"
     )
     parser.add_argument("--runs", type=int, default=None, help="runs per part (default 3)")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="a commit whose starts and replays part 2 interleaves with this tree's "
+        "(CPU seconds, ratios); needs --baseline_data",
+    )
+    parser.add_argument(
+        "--baseline_data",
+        type=Path,
+        default=None,
+        help="the snapshot and journal the baseline's own bench/journal.py --data DIR built "
+        "(its dumpfile format)",
+    )
     args = parser.parse_args()
+    if bool(args.baseline) != bool(args.baseline_data):
+        parser.error("--baseline and --baseline_data go together")
     sizes = QUICK if args.quick else FULL
     if args.runs is not None:
         sizes = dataclasses.replace(sizes, runs=args.runs)
@@ -745,7 +855,10 @@ def main() -> None:
         if "1" in args.parts:
             run(throughput(sizes, args.connections, folder, reference=args.reference))
         if "2" in args.parts or "3" in args.parts:
-            state, built = start_and_replay(sizes, folder, args.data)
+            baseline = (
+                baseline_tree(args.baseline, args.baseline_data, folder) if args.baseline else None
+            )
+            state, built = start_and_replay(sizes, folder, args.data, baseline)
             if "3" in args.parts:
                 gc.freeze()
                 run(snapshot_stall(state, built, sizes, folder))
