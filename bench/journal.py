@@ -528,7 +528,8 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 # Run by `python -c` in the tree measured: `recover`'s CPU seconds, in all and for reading
-# the snapshot, as JSON. Only names every version since the journal has.
+# the snapshot, as JSON, and the file `recover` came from. Only names every version since
+# the journal has.
 RECOVER_CPU = """
 import json, sys, time
 from pathlib import Path
@@ -542,20 +543,25 @@ def timed(path):
 recovery.read_dump = timed
 began = time.process_time()
 recovered = recovery.recover(Path(sys.argv[1]), Path(sys.argv[2]), repair=False)
-print(json.dumps({**spent, "total": time.process_time() - began, "replayed": recovered.replayed}))
+total = time.process_time() - began
+print(json.dumps({**spent, "total": total, "code": recovery.__file__}))
 """
 
 
-def recover_cpu(tree: Path, dumpfile: Path, journal_dir: Path) -> tuple[float, float]:
+def recover_cpu(tree: Path, dumpfile: Path, journal_dir: Path, folder: Path) -> tuple[float, float]:
     """CPU seconds of reading the snapshot and of replaying the journal, by `tree`'s code."""
     done = subprocess.run(
-        [sys.executable, "-c", RECOVER_CPU, str(dumpfile), str(journal_dir)],
+        # -P: the working folder must not come before `tree` on sys.path.
+        [sys.executable, "-P", "-c", RECOVER_CPU, str(dumpfile), str(journal_dir)],
+        cwd=folder,
         env={**os.environ, "PYTHONPATH": str(tree)},
         capture_output=True,
         check=True,
         timeout=STARTUP_TIMEOUT,
     )
     spent = orjson.loads(done.stdout.splitlines()[-1])
+    if not Path(spent["code"]).is_relative_to(tree):
+        raise SystemExit(f"measured {spent['code']}, not the code of {tree}")
     return spent["read"], spent["total"] - spent["read"]
 
 
@@ -599,7 +605,7 @@ def compare_with_baseline(
             (baseline.tree, baseline.dumpfile, baseline.journal_dir, theirs),
         ):
             _, cpu, _ = start_once(dumpfile, journal_dir, folder, tree)
-            read, replay = recover_cpu(tree, dumpfile, journal_dir)
+            read, replay = recover_cpu(tree, dumpfile, journal_dir, folder)
             into["start"].append(cpu)
             into["read"].append(read)
             into["replay"].append(replay)

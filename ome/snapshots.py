@@ -65,7 +65,8 @@ class Snapshotter:
         python_path = os.pathsep.join(filter(None, (_PACKAGE_ROOT, os.environ.get("PYTHONPATH"))))
         process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "ome.checkpoint"),
+                # -P: an `ome` folder in the working folder must not shadow this code.
+                *(sys.executable, "-P", "-m", "ome.checkpoint"),
                 *("--dumpfile", str(self._dumpfile), "--journal_dir", str(self._journal_dir)),
                 *("--seq", str(boundary), "--output", str(output)),
             ],
