@@ -29,7 +29,11 @@ snapshot stalls. All on 127.0.0.1 and in temporary folders.
    must report every record replayed), and in-process `ome.recovery.recover`,
    split into reading the snapshot and replaying the journal (records/s),
    whose digest must equal the digest of the state the commands were
-   generated on.
+   generated on. With `--baseline COMMIT --baseline_data DIR` (DIR: the
+   snapshot and journal that COMMIT's own `bench/journal.py --data DIR`
+   built, in its dumpfile format), the starts and the replays (each in a
+   process of its own) of this tree and of COMMIT alternate, and their CPU
+   seconds and ratios are reported.
 3. Snapshot stall. In-process, on the state recovered in part 2 (frozen out of
    the collector's way with `gc.freeze()`, as the OME does after its start): an
    event loop (uvloop, as the OME runs) with the journal's writer task and a
