@@ -25,17 +25,26 @@ snapshot stalls. All on 127.0.0.1 and in temporary folders.
    cancels, 10% delivery outcomes. Measured: from `Popen` of `python -m ome` to
    its `ome_started` line (the executioner it is given refuses connections, so
    the sender appends nothing and the files stay as built; the OME is then
-   killed with SIGKILL so that it writes no snapshot), and in-process
-   `ome.recovery.recover`, split into reading the snapshot and replaying the
-   journal (records/s). Both check that the recovered digest equals the digest
-   of the state the commands were generated on.
+   killed with SIGKILL so that it writes no snapshot; its `state_recovered`
+   must report every record replayed), and in-process `ome.recovery.recover`,
+   split into reading the snapshot and replaying the journal (records/s),
+   whose digest must equal the digest of the state the commands were
+   generated on. With `--baseline COMMIT --baseline_data DIR` (DIR: the
+   snapshot and journal that COMMIT's own `bench/journal.py --data DIR`
+   built, in its dumpfile format), the starts and the replays (each in a
+   process of its own) of this tree and of COMMIT alternate, and their CPU
+   seconds and ratios are reported.
 3. Snapshot stall. In-process, on the state recovered in part 2 (frozen out of
    the collector's way with `gc.freeze()`, as the OME does after its start): an
    event loop (uvloop, as the OME runs) with the journal's writer task and a
    ticker that sleeps 1 ms and records how late it woke, while
-   `Snapshotter.take()` forks and writes the snapshot. One order is placed
+   `Snapshotter.take()` writes the snapshot. One order is placed
    through `ome.commands.Commands` before each take, so each snapshot covers
-   a new durable record. Reported: the longest lag and the time `take` took.
+   a new durable record. `take` starts `python -m ome.checkpoint`, which
+   rebuilds the state from part 2's snapshot and journal (linked into the
+   temporary folder) plus the new records. Reported: the longest lag, how
+   long `subprocess.Popen` held the loop, the time `take` took, and whether
+   the last snapshot's digest equals the state's.
 
 Targets (issue 8): always >= 0.8x the throughput of off, p99 within +5 ms;
 replay >= 200,000 records/s; start <= 10 s; no stall > 100 ms.
@@ -57,6 +66,7 @@ import gc  # noqa: E402
 import io  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -78,7 +88,8 @@ from ome import recovery  # noqa: E402
 from ome.commands import Commands, Machine, Placed, Trade  # noqa: E402
 from ome.engine import EngineError, Order, Side  # noqa: E402
 from ome.journal import Journal, SegmentFile, check_folder, frame, segment_name  # noqa: E402
-from ome.persistence import digest, write_dump  # noqa: E402
+from ome.persistence import VERSION as DUMP_VERSION  # noqa: E402
+from ome.persistence import digest, read_dump, write_dump  # noqa: E402
 from ome.records import Cancel, Command, CreateMarket, DeliveryOutcome, Place, encode  # noqa: E402
 from ome.snapshots import Snapshotter  # noqa: E402
 from ome.state import State  # noqa: E402
@@ -381,7 +392,13 @@ def build(sizes: Sizes, folder: Path) -> tuple[Path, Path, str, int]:
     run given the same folder and sizes (building them takes minutes).
     """
     dumpfile, journal_dir, note = folder / "dump.json", folder / "journal", folder / "built.json"
-    wanted = {"orders": sizes.orders, "levels": sizes.levels, "records": sizes.records}
+    # Data of another dumpfile format (and digest) is built again.
+    wanted = {
+        "orders": sizes.orders,
+        "levels": sizes.levels,
+        "records": sizes.records,
+        "format": DUMP_VERSION,
+    }
     if note.is_file() and (built := orjson.loads(note.read_bytes()))["sizes"] == wanted:
         print(f"  snapshot and journal of an earlier run, in {folder}", flush=True)
         return dumpfile, journal_dir, built["digest"], built["snapshot_seq"]
@@ -427,10 +444,10 @@ def file_sizes(folder: Path) -> dict[str, int]:
 
 
 def start_once(
-    dumpfile: Path, journal_dir: Path, folder: Path
+    dumpfile: Path, journal_dir: Path, folder: Path, tree: Path = REPO
 ) -> tuple[float, float, dict[str, Any]]:
-    """Seconds from Popen to `ome_started`, the CPU seconds the OME used to get there,
-    and its `state_recovered` event."""
+    """Seconds from Popen to `ome_started` of the OME of `tree`, the CPU seconds it used to
+    get there, and its `state_recovered` event."""
     port = http_bench.free_port()
     # Nobody listens there: pending pairs stay pending, so no outcome is journaled.
     refusing = f"http://127.0.0.1:{http_bench.free_port()}"
@@ -442,7 +459,7 @@ def start_once(
     started = time.perf_counter()
     process = subprocess.Popen(
         args, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(tree)},
     )  # fmt: skip
     recovered: dict[str, Any] = {}
     # Reading the pipe blocks while the OME is silent, as it is during recovery.
@@ -507,7 +524,116 @@ def timed_recover(dumpfile: Path, journal_dir: Path) -> tuple[recovery.Recovered
     return recovered, total, reading
 
 
-def start_and_replay(sizes: Sizes, folder: Path, data: Path | None) -> State:
+def link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+# Run by `python -c` in the tree measured: `recover`'s CPU seconds, in all and for reading
+# the snapshot, as JSON, and the file `recover` came from. Only names every version since
+# the journal has.
+RECOVER_CPU = """
+import json, sys, time
+from pathlib import Path
+from ome import recovery
+read_dump, spent = recovery.read_dump, {}
+def timed(path):
+    began = time.process_time()
+    state = read_dump(path)
+    spent["read"] = time.process_time() - began
+    return state
+recovery.read_dump = timed
+began = time.process_time()
+recovered = recovery.recover(Path(sys.argv[1]), Path(sys.argv[2]), repair=False)
+total = time.process_time() - began
+print(json.dumps({**spent, "total": total, "code": recovery.__file__}))
+"""
+
+
+def recover_cpu(tree: Path, dumpfile: Path, journal_dir: Path, folder: Path) -> tuple[float, float]:
+    """CPU seconds of reading the snapshot and of replaying the journal, by `tree`'s code."""
+    done = subprocess.run(
+        # -P: the working folder must not come before `tree` on sys.path.
+        [sys.executable, "-P", "-c", RECOVER_CPU, str(dumpfile), str(journal_dir)],
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        check=True,
+        timeout=STARTUP_TIMEOUT,
+    )
+    spent = orjson.loads(done.stdout.splitlines()[-1])
+    if not Path(spent["code"]).is_relative_to(tree):
+        raise SystemExit(f"measured {spent['code']}, not the code of {tree}")
+    return spent["read"], spent["total"] - spent["read"]
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Another commit's OME and the snapshot and journal its own bench/journal.py built."""
+
+    commit: str
+    tree: Path
+    dumpfile: Path
+    journal_dir: Path
+
+
+def baseline_tree(commit: str, data: Path, folder: Path) -> Baseline:
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    tree = folder / f"baseline-{commit}"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    return Baseline(commit, tree, data / "dump.json", data / "journal")
+
+
+def compare_with_baseline(
+    baseline: Baseline, sizes: Sizes, folder: Path, built: tuple[Path, Path]
+) -> None:
+    """Starts and replays of this tree and of the baseline, interleaved, with their ratios."""
+    print(
+        f"\n  against {baseline.commit} (its snapshot and journal in {baseline.dumpfile.parent}), "
+        "interleaved, CPU seconds:",
+        flush=True,
+    )
+    figures: dict[str, list[float]] = {name: [] for name in ("start", "read", "replay")}
+    theirs: dict[str, list[float]] = {name: [] for name in figures}
+    for run in range(sizes.runs):
+        for tree, dumpfile, journal_dir, into in (
+            (REPO, *built, figures),
+            (baseline.tree, baseline.dumpfile, baseline.journal_dir, theirs),
+        ):
+            _, cpu, _ = start_once(dumpfile, journal_dir, folder, tree)
+            read, replay = recover_cpu(tree, dumpfile, journal_dir, folder)
+            into["start"].append(cpu)
+            into["read"].append(read)
+            into["replay"].append(replay)
+        print(
+            f"  run {run + 1}: start {figures['start'][-1]:.2f} vs {theirs['start'][-1]:.2f}, "
+            f"snapshot read {figures['read'][-1]:.2f} vs {theirs['read'][-1]:.2f}, "
+            f"replay {figures['replay'][-1]:.2f} vs {theirs['replay'][-1]:.2f}",
+            flush=True,
+        )
+    for name in figures:
+        ours, base = median(figures[name]), median(theirs[name])
+        print(
+            f"  {name}: {ours:.2f} s CPU vs {base:.2f} s CPU, {base / ours:.2f}x faster (medians)"
+        )
+    print(
+        f"  replay: {sizes.records / median(figures['replay']):,.0f} vs "
+        f"{sizes.records / median(theirs['replay']):,.0f} records per CPU second"
+    )
+
+
+def start_and_replay(
+    sizes: Sizes, folder: Path, data: Path | None, baseline: Baseline | None = None
+) -> tuple[State, tuple[Path, Path]]:
+    """Part 2; the state recovered, and the snapshot and journal it was recovered from."""
     print(
         f"\n=== 2. start: {sizes.orders:,} resting orders on {sizes.levels:,} levels in the "
         f"snapshot + {sizes.records:,} journal records",
@@ -516,19 +642,25 @@ def start_and_replay(sizes: Sizes, folder: Path, data: Path | None) -> State:
     dumpfile, journal_dir, final, snapshot_seq = build(sizes, data or folder / "data")
     gc.collect()
     before = file_sizes(journal_dir), dumpfile.stat().st_size
+    final_seq = snapshot_seq + sizes.records
     starts, start_cpus = [], []
     for run in range(sizes.runs):
         seconds, cpu, event = start_once(dumpfile, journal_dir, folder)
         starts.append(seconds)
         start_cpus.append(cpu)
-        same = event.get("digest") == final and event.get("replayed") == sizes.records
+        # The OME logs no digest unless asked (--start_digest); the in-process recovery
+        # below compares digests.
+        same = event.get("replayed") == sizes.records and event.get("seq") == final_seq
         print(
             f"  start {run + 1}: {seconds:.2f} s ({cpu:.2f} s CPU) to ome_started, replayed "
-            f"{event.get('replayed')}, digest {'equal' if same else 'DIFFERENT'}",
+            f"{event.get('replayed')} up to seq {event.get('seq')}, "
+            f"{'as built' if same else 'DIFFERENT'}",
             flush=True,
         )
         if (file_sizes(journal_dir), dumpfile.stat().st_size) != before:
             raise SystemExit("a start changed the snapshot or the journal")
+    if baseline is not None:
+        compare_with_baseline(baseline, sizes, folder, (dumpfile, journal_dir))
     reads, replays = [], []
     recovered_state = State()
     for run in range(sizes.runs):
@@ -557,7 +689,7 @@ def start_and_replay(sizes: Sizes, folder: Path, data: Path | None) -> State:
         f"{sizes.records / replay_wall:,.0f} records/s, "
         f"{sizes.records / replay_cpu:,.0f} records per CPU second (target >= 200,000)"
     )
-    return recovered_state
+    return recovered_state, (dumpfile, journal_dir)
 
 
 # ---------------------------------------------------------------- 3. snapshot stall
@@ -567,29 +699,30 @@ def start_and_replay(sizes: Sizes, folder: Path, data: Path | None) -> State:
 class Stall:
     lag: float
     took: float
-    fork: float
+    # How long the event loop waited for the snapshot process to be started.
+    spawn: float
     # The longest lag over as long a time right after, with no snapshot running:
     # what the shared machine's scheduling alone costs the ticker.
     quiet_lag: float
 
 
 @contextmanager
-def timed_fork(forks: list[float]) -> Iterator[None]:
-    """Record how long `os.fork` takes in the parent while the block runs."""
-    fork = os.fork
+def timed_spawn(spawns: list[float]) -> Iterator[None]:
+    """Record how long starting a process (`subprocess.Popen`) takes while the block runs."""
+    popen = subprocess.Popen
 
-    def timed() -> int:
+    def timed(*args: Any, **kwargs: Any) -> Any:
         began = time.perf_counter()
-        pid = fork()
-        if pid:
-            forks.append(time.perf_counter() - began)
-        return pid
+        try:
+            return popen(*args, **kwargs)
+        finally:
+            spawns.append(time.perf_counter() - began)
 
-    os.fork = timed
+    subprocess.Popen = timed  # type: ignore[assignment, misc]
     try:
         yield
     finally:
-        os.fork = fork
+        subprocess.Popen = popen  # type: ignore[misc]
 
 
 async def max_lag_while(work: Any) -> float:
@@ -615,27 +748,34 @@ async def max_lag_while(work: Any) -> float:
 
 async def stall_once(snapshotter: Snapshotter, commands: Commands, order: Order) -> Stall:
     await commands.place(order)
-    forks: list[float] = []
+    spawns: list[float] = []
     began = time.perf_counter()
-    with timed_fork(forks):
+    with timed_spawn(spawns):
         lag = await max_lag_while(snapshotter.take())
     took = time.perf_counter() - began - 0.1
     quiet = await max_lag_while(asyncio.sleep(took))
-    return Stall(lag, took, forks[0], quiet)
+    return Stall(lag, took, spawns[0], quiet)
 
 
-async def snapshot_stall(state: State, sizes: Sizes, folder: Path) -> None:
+async def snapshot_stall(
+    state: State, built: tuple[Path, Path], sizes: Sizes, folder: Path
+) -> None:
     orders = sum(len(book) for book in state.exchange.books.values())
     print(f"\n=== 3. periodic snapshot at {orders:,} resting orders", flush=True)
-    journal_dir = folder / "stall-journal"
+    # The snapshot process rebuilds the state from the files, as the OME's would:
+    # part 2's snapshot and journal, linked (a snapshot replaces links, never the files).
+    dumpfile, journal_dir = folder / "stall-dump.json", folder / "stall-journal"
     check_folder(journal_dir)
+    link_or_copy(built[0], dumpfile)
+    for segment in built[1].iterdir():
+        link_or_copy(segment, journal_dir / segment.name)
     file = SegmentFile(journal_dir, sync=True)
     file.open(state.seq + 1)
     journal = Journal(file, durable_seq=state.seq)
     writer = asyncio.create_task(journal.run())
     clock_time = START_TIME + 10**6
     commands = Commands(state, journal, lambda: clock_time)
-    snapshotter = Snapshotter(state, journal, folder / "stall-dump.json", journal_dir)
+    snapshotter = Snapshotter(journal, dumpfile, journal_dir)
     stalls = []
     for run in range(sizes.runs):
         order = Order.create(
@@ -646,16 +786,19 @@ async def snapshot_stall(state: State, sizes: Sizes, folder: Path) -> None:
         stalls.append(stall)
         print(
             f"  snapshot {run + 1}: took {stall.took:.2f} s, longest loop lag "
-            f"{stall.lag * 1000:.1f} ms, os.fork {stall.fork * 1000:.1f} ms; "
+            f"{stall.lag * 1000:.1f} ms, Popen {stall.spawn * 1000:.1f} ms; "
             f"longest lag without a snapshot {stall.quiet_lag * 1000:.1f} ms"
         )
     await journal.close()
     await writer
+    written = read_dump(dumpfile)
+    same = written is not None and digest(written) == digest(state)
+    print(f"  the last snapshot written: digest {'equal' if same else 'DIFFERENT'}")
     lags = [stall.lag for stall in stalls]
     print(
         f"\n  longest event-loop stall: median {median(lags) * 1000:.1f} ms, worst "
-        f"{max(lags) * 1000:.1f} ms (target <= 100 ms); fork "
-        f"{median([s.fork for s in stalls]) * 1000:.1f} ms; snapshot took "
+        f"{max(lags) * 1000:.1f} ms (target <= 100 ms); Popen "
+        f"{median([s.spawn for s in stalls]) * 1000:.1f} ms; snapshot took "
         f"{median([s.took for s in stalls]):.2f} s; without a snapshot the ticker's longest "
         f"lag is {median([s.quiet_lag for s in stalls]) * 1000:.1f} ms"
     )
@@ -687,7 +830,22 @@ def main() -> None:
         "--folder", type=Path, default=None, help="where journals and snapshots go (a temp folder)"
     )
     parser.add_argument("--runs", type=int, default=None, help="runs per part (default 3)")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="a commit whose starts and replays part 2 interleaves with this tree's "
+        "(CPU seconds, ratios); needs --baseline_data",
+    )
+    parser.add_argument(
+        "--baseline_data",
+        type=Path,
+        default=None,
+        help="the snapshot and journal the baseline's own bench/journal.py --data DIR built "
+        "(its dumpfile format)",
+    )
     args = parser.parse_args()
+    if bool(args.baseline) != bool(args.baseline_data):
+        parser.error("--baseline and --baseline_data go together")
     sizes = QUICK if args.quick else FULL
     if args.runs is not None:
         sizes = dataclasses.replace(sizes, runs=args.runs)
@@ -707,10 +865,13 @@ def main() -> None:
         if "1" in args.parts:
             run(throughput(sizes, args.connections, folder, reference=args.reference))
         if "2" in args.parts or "3" in args.parts:
-            state = start_and_replay(sizes, folder, args.data)
+            baseline = (
+                baseline_tree(args.baseline, args.baseline_data, folder) if args.baseline else None
+            )
+            state, built = start_and_replay(sizes, folder, args.data, baseline)
             if "3" in args.parts:
                 gc.freeze()
-                run(snapshot_stall(state, sizes, folder))
+                run(snapshot_stall(state, built, sizes, folder))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 

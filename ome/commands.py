@@ -28,6 +28,7 @@ a side channel never changes a command's outcome.
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import structlog
 
@@ -50,6 +51,8 @@ from ome.records import (
     Expire,
     Place,
     encode,
+    fields,
+    place_order,
 )
 from ome.state import State, TradeRecord, trade_history
 
@@ -172,7 +175,12 @@ Sink = Callable[[Applied], None]
 
 
 class Machine:
-    """Applies commands to a `State`; the only code that changes it."""
+    """Applies commands to a `State`; the only code that changes it.
+
+    `apply` (the live path) and `replay` (recovery) make the same state change
+    through the same helpers; `replay` only skips building the events, which
+    recovery never reads and which cost as much as the change itself.
+    """
 
     __slots__ = ("state",)
 
@@ -183,11 +191,27 @@ class Machine:
         """Apply `command` as number `seq` at `time`; raise an engine error and change nothing."""
         applied: Applied
         if isinstance(command, Place):
-            applied = self._place(seq, time, command)
+            order = command.order
+            status, fills, expired, keys = self._place(seq, time, order)
+            events: list[Event] = [OrderAccepted(order, status)]
+            events.extend(OrderExpired(maker) for maker in expired)
+            events.extend(
+                Trade(maker, taker, price, amount, maker_left, taker_left, key)
+                for (maker, taker, price, amount, maker_left, taker_left), key in zip(
+                    fills, keys, strict=True
+                )
+            )
+            if order.amount_left:
+                events.append(OrderRested(order, order.amount_left))
+            applied = Placed(seq, time, command, events, fills, status)
         elif isinstance(command, Cancel):
-            applied = self._cancel(seq, time, command)
+            order = self._cancel(command.market, command.order_id, command.owner)
+            applied = Applied(seq, time, command, [OrderCancelled(order, command.owner)])
         elif isinstance(command, Expire):
-            applied = self._expire(seq, time, command)
+            swept = self._expire(time)
+            applied = Applied(
+                seq, time, command, [OrderExpired(order) for order in chain(*swept.values())]
+            )
         elif isinstance(command, DeliveryOutcome):
             self.state.outbox.remove(command.key)
             applied = Applied(seq, time, command, [PairSettled(command.key, command.delivered)])
@@ -197,44 +221,68 @@ class Machine:
         self.state.seq = seq
         return applied
 
-    def _place(self, seq: int, time: int, command: Place) -> Placed:
-        order = command.order
+    def replay(self, seq: int, payload: bytes) -> None:
+        """Apply the journal record `payload` as number `seq`: `apply`'s state change.
+
+        Reads the record's fields in place (ome.records.fields) and builds no
+        events. Raises what `apply` raises, RecordError for a malformed
+        record, or IndexError for one too short; nothing is changed then.
+        """
+        record = fields(payload)
+        kind, time = record[0], record[1]
+        if kind == "p":
+            self._place(seq, time, place_order(record))
+        elif kind == "c":
+            self._cancel(record[2], record[3], record[4])
+        elif kind == "d" or kind == "r":
+            self.state.outbox.remove(record[2])
+        elif kind == "e":
+            self._expire(time)
+        else:
+            self.state.exchange.create(record[2])
+        self.state.seq = seq
+
+    def _place(
+        self, seq: int, time: int, order: Order
+    ) -> tuple[Status, list[Fill], list[Order], list[str]]:
+        """Submit `order`; its status, fills, the makers that expired and each fill's pair key."""
         book = self.state.exchange.get(order.target_tracer)
         status, fills, expired = book.submit(order, time)
         book.seq += 1
-        events: list[Event] = [OrderAccepted(order, status)]
-        events.extend(OrderExpired(maker) for maker in expired)
-        if fills:
-            outbox = self.state.outbox
-            history = self.state.trades.get(book.market)
-            if history is None:
-                history = self.state.trades[book.market] = trade_history()
-            market_seq = book.seq
-            for index, fill in enumerate(fills):
-                pair = make_pair(fill, seq, index)
-                outbox.add(pair)
-                maker, taker, price, amount, maker_left, taker_left = fill
-                events.append(Trade(maker, taker, price, amount, maker_left, taker_left, pair.key))
-                history.append(
-                    TradeRecord(market_seq, time, price, amount, maker.id, taker.id, taker.side)
-                )
-        if order.amount_left:
-            events.append(OrderRested(order, order.amount_left))
-        return Placed(seq, time, command, events, fills, status)
+        if not fills:
+            return status, fills, expired, _NO_KEYS
+        outbox = self.state.outbox
+        history = self.state.trades.get(book.market)
+        if history is None:
+            history = self.state.trades[book.market] = trade_history()
+        market_seq = book.seq
+        keys = []
+        for index, fill in enumerate(fills):
+            pair = make_pair(fill, seq, index)
+            outbox.add(pair)
+            keys.append(pair.key)
+            maker, taker, price, amount, _, _ = fill
+            history.append(
+                TradeRecord(market_seq, time, price, amount, maker.id, taker.id, taker.side)
+            )
+        return status, fills, expired, keys
 
-    def _cancel(self, seq: int, time: int, command: Cancel) -> Applied:
-        book = self.state.exchange.get(command.market)
-        order = book.cancel(command.order_id, owner=command.owner)
+    def _cancel(self, market: str, order_id: str, owner: str | None) -> Order:
+        book = self.state.exchange.get(market)
+        order = book.cancel(order_id, owner=owner)
         book.seq += 1
-        return Applied(seq, time, command, [OrderCancelled(order, command.owner)])
+        return order
 
-    def _expire(self, seq: int, time: int, command: Expire) -> Applied:
+    def _expire(self, time: int) -> dict[str, list[Order]]:
         exchange = self.state.exchange
-        events: list[Event] = []
-        for market, orders in exchange.sweep_expired(time).items():
+        swept = exchange.sweep_expired(time)
+        for market in swept:
             exchange.get(market).seq += 1
-            events.extend(OrderExpired(order) for order in orders)
-        return Applied(seq, time, command, events)
+        return swept
+
+
+# Shared by every place without fills: nobody mutates it.
+_NO_KEYS: list[str] = []
 
 
 # ---------------------------------------------------------------- the live path

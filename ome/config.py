@@ -361,6 +361,17 @@ class Settings(BaseModel):
             "the journal they cover is deleted",
         ),
     ] = 300.0
+    start_digest: Annotated[
+        bool,
+        Option(
+            flags=("--start_digest", "--start-digest"),
+            env=("OME_START_DIGEST",),
+            parse=parse_boolean,
+            help="log the digest of the recovered state with state_recovered (seconds "
+            "with a million orders; python -m ome.recovery prints it too)",
+            switch=True,
+        ),
+    ] = False
     access_log: Annotated[
         bool,
         Option(

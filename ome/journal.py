@@ -103,14 +103,19 @@ class Scan:
     last_segment: Path | None = None
 
 
-def read_segments(folder: Path, after: int, scan: Scan) -> Iterator[tuple[int, bytes]]:
-    """Yield (seq, payload) of every record with seq > `after`, in order.
+def read_segments(
+    folder: Path, after: int, scan: Scan, *, until: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (seq, payload) of every record with seq > `after` (and <= `until`), in order.
 
     `scan.last_seq` ends as the last sequence number present (at least
-    `after`), `scan.torn` names a torn tail. Raises JournalCorrupt.
+    `after`), `scan.torn` names a torn tail. Raises JournalCorrupt. With
+    `until`, the segments after it are not read: they may be being written.
     """
     scan.last_seq = after
     found = segments(folder)
+    if until is not None:
+        found = [(first, path) for first, path in found if first <= until]
     if found and found[0][0] > after + 1:
         first, path = found[0]
         raise JournalCorrupt(
@@ -141,6 +146,9 @@ def read_segments(folder: Path, after: int, scan: Scan) -> Iterator[tuple[int, b
             if seq > after:
                 yield seq, data[offset + HEADER.size : end]
             offset = end
+            if seq == until:
+                scan.last_seq = max(scan.last_seq, seq)
+                return
         expected = seq + 1
         scan.last_seq = max(scan.last_seq, seq)
         scan.last_segment = path

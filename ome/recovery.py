@@ -1,7 +1,8 @@
 """Start = the latest snapshot + a replay of every later journal record.
 
-`recover` reads the dumpfile (if any), then replays through `Machine.apply`
-every journal record with a higher sequence number, at the time it carries,
+`recover` reads the dumpfile (if any), then replays every journal record
+with a higher sequence number, at the time it carries, through
+`Machine.replay` (`Machine.apply`'s state change, without its events),
 calling nobody (no executioner, no sink). The result is the state the
 process had after its last durable command. A torn last record is reported
 and, with `repair`, cut off; a corrupt record, a gap, an undecodable record
@@ -24,7 +25,7 @@ from ome.commands import Machine
 from ome.engine import EngineError
 from ome.journal import JournalCorrupt, Scan, Torn, cut_torn_tail, read_segments
 from ome.persistence import digest, read_dump
-from ome.records import RecordError, decode
+from ome.records import RecordError
 from ome.state import State
 
 
@@ -43,37 +44,40 @@ class Recovered:
     snapshot_found: bool
 
 
-def recover(dumpfile: Path, journal_dir: Path, *, repair: bool) -> Recovered:
+def recover(
+    dumpfile: Path, journal_dir: Path, *, repair: bool, until: int | None = None
+) -> Recovered:
+    """The state of the snapshot plus the journal (up to record `until`, if given)."""
     # Loading and replaying allocate millions of objects that all stay alive:
     # each full pass of the cyclic collector would walk the growing state again
     # for nothing (the engine makes no reference cycles).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _recover(dumpfile, journal_dir, repair=repair)
+        return _recover(dumpfile, journal_dir, repair=repair, until=until)
     finally:
         if collecting:
             gc.enable()
 
 
-def _recover(dumpfile: Path, journal_dir: Path, *, repair: bool) -> Recovered:
+def _recover(dumpfile: Path, journal_dir: Path, *, repair: bool, until: int | None) -> Recovered:
     restored = read_dump(dumpfile)
     state = restored or State()
     snapshot_seq = state.seq
     machine = Machine(state)
     scan = Scan(snapshot_seq)
     replayed = 0
+    seq = snapshot_seq
     if journal_dir.is_dir():
         try:
-            for seq, payload in read_segments(journal_dir, snapshot_seq, scan):
-                command, time = decode(payload)
-                machine.apply(seq, time, command)
+            for seq, payload in read_segments(journal_dir, snapshot_seq, scan, until=until):
+                machine.replay(seq, payload)
                 replayed += 1
         except JournalCorrupt as exc:
             raise RecoveryError(str(exc)) from exc
-        except (RecordError, EngineError, KeyError) as exc:
+        except (RecordError, EngineError, LookupError, TypeError, ValueError) as exc:
             raise RecoveryError(
-                f"journal in {journal_dir}: record {scan.last_seq + 1} cannot be replayed: "
+                f"journal in {journal_dir}: record {seq} cannot be replayed: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     if scan.torn is not None and repair:

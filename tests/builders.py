@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 from structlog.testing import LogCapture
 
-from ome.engine import Order, Side
+from ome.engine import Exchange, Order, Side
 
 # Unix seconds at which the tests' clocks start.
 NOW = 1_700_000_000
@@ -29,6 +29,23 @@ SIG = "0x" + "5e" * 65
 
 # `created` of orders built without one: distinct, so ids never collide by accident.
 _created = itertools.count(NOW - 10**8)
+
+
+def exchange_version_2(exchange: Exchange) -> dict[str, Any]:
+    """The engine's snapshot of `exchange` as version 2 wrote it: an object per order."""
+    return {
+        "version": 2,
+        "markets": [
+            {
+                "market": book.market,
+                "ltp": str(book.ltp),
+                "seq": book.seq,
+                "orders": [order.to_dict() for order in book.in_arrival_order()],
+                "finished": [[oid, str(expiration)] for oid, expiration in book.finished()],
+            }
+            for book in exchange.books.values()
+        ],
+    }
 
 
 def user(n: int) -> str:

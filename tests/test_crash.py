@@ -130,6 +130,7 @@ async def test_kill_9_under_load_loses_nothing_acknowledged(
         "86400",
         # The traders are made-up users without keys; they cancel with a body-less DELETE.
         "--allow_unsigned_cancel",
+        "--start_digest",
     )
     acked = Acknowledged()
     # The executioner is down now and then, so that pairs are pending at a kill.

@@ -1,5 +1,6 @@
 """The dumpfile round-trips the whole state and is replaced atomically."""
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from ome.engine.snapshot import to_dict
 from ome.outbox import PendingPairs, make_pair
 from ome.persistence import DumpfileError, check_writable, digest, read_dump, write_dump
 from ome.state import State, TradeRecord, trade_history
-from tests.builders import MARKET, NOW, OTHER_MARKET, make_order
+from ome.wire import trade_json
+from tests.builders import MARKET, NOW, OTHER_MARKET, exchange_version_2, make_order
 
 
 def busy_state() -> State:
@@ -48,21 +50,61 @@ def test_round_trip_keeps_books_queues_ltp_pairs_and_seq(tmp_path: Path) -> None
     assert state.seq == 13
     assert list(state.trades[MARKET]) == list(saved.trades[MARKET]) != []
     assert digest(state) == digest(saved)
-    document = orjson.loads(path.read_bytes())
-    assert document["version"] == 2
-    assert set(document) == {"version", "seq", "exchange", "outbox", "trades"}
+    header, content = path.read_bytes().split(b"\n")
+    assert orjson.loads(header) == {"version": 3, "sha256": hashlib.sha256(content).hexdigest()}
+    assert set(orjson.loads(content)) == {"seq", "exchange", "outbox", "trades"}
+
+
+@pytest.mark.parametrize("offset", [0, 1000, -2])
+def test_a_damaged_byte_is_found_by_the_checksum(tmp_path: Path, offset: int) -> None:
+    path = tmp_path / "dump.json"
+    write_dump(path, busy_state())
+    damaged = bytearray(path.read_bytes())
+    at = damaged.index(b"\n") + 1 + offset if offset >= 0 else len(damaged) + offset
+    # A digit for another digit: still valid JSON, and a snapshot that would load.
+    damaged[at : at + 1] = b"7" if damaged[at : at + 1] != b"7" else b"8"
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(DumpfileError, match=r"dump\.json is damaged"):
+        read_dump(path)
+    assert path.read_bytes() == bytes(damaged)
+
+
+def test_version_2_still_restores(tmp_path: Path) -> None:
+    saved = busy_state()
+    path = tmp_path / "old.json"
+    document = {
+        "version": 2,
+        "seq": saved.seq,
+        "exchange": exchange_version_2(saved.exchange),
+        "outbox": [pair.to_dict() for pair in saved.outbox.pairs()],
+        "trades": {m: [trade_json(t) for t in history] for m, history in saved.trades.items()},
+    }
+    path.write_bytes(orjson.dumps(document))
+    state = read_dump(path)
+    assert state is not None and digest(state) == digest(saved)
+    # Without a checksum the ids are recomputed: a changed field is found.
+    document["exchange"]["markets"][0]["orders"][0]["price"] = "1"
+    path.write_bytes(orjson.dumps(document))
+    with pytest.raises(DumpfileError, match="does not match its fields"):
+        read_dump(path)
 
 
 def test_version_1_still_restores(tmp_path: Path) -> None:
     saved = busy_state()
     pairs = [{"key": p.key, "maker": p.maker, "taker": p.taker} for p in saved.outbox.pairs()]
+    version_1 = exchange_version_2(saved.exchange)
+    version_1["version"] = 1
+    for market in version_1["markets"]:
+        del market["seq"], market["finished"]
     path = tmp_path / "old.json"
-    path.write_bytes(
-        orjson.dumps({"version": 1, "exchange": to_dict(saved.exchange), "outbox": pairs})
-    )
+    path.write_bytes(orjson.dumps({"version": 1, "exchange": version_1, "outbox": pairs}))
     state = read_dump(path)
     assert state is not None and state.seq == 0
-    assert to_dict(state.exchange) == to_dict(saved.exchange)
+    for market, book in saved.exchange.books.items():
+        restored = state.exchange.get(market)
+        assert [o.to_dict() for o in restored.in_arrival_order()] == [
+            o.to_dict() for o in book.in_arrival_order()
+        ]
     assert [(p.key, p.seq) for p in state.outbox.pairs()] == [(p["key"], 0) for p in pairs]
 
 
@@ -77,6 +119,9 @@ def test_missing_file_means_nothing_to_restore(tmp_path: Path) -> None:
         b"",
         b"[]",
         b'{"version": 3, "exchange": {}, "outbox": []}',
+        b'{"version":3,"sha256":"00"}\n{"seq": 1}',
+        b'{"version":3,"sha256":"00"}',
+        b'{"version":3,',
         b'{"version": 2, "seq": -1, "exchange": {"version": 1, "markets": []}, "outbox": []}',
         b'{"version": 1, "exchange": {"version": 1, "markets": [{"market": 5}]}, "outbox": []}',
         b'{"version": 1, "exchange": {"version": 1, "markets": []}, "outbox": [{"key": 1}]}',

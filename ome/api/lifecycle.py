@@ -90,12 +90,14 @@ async def state(app: web.Application) -> AsyncIterator[None]:
     )
     commands = Commands(current, journal, app[CLOCK], sinks=[log_events], limits=limits)
     app[COMMANDS] = commands
+    # Hashing the whole state costs as much as loading it: only when asked for.
+    digested = {"digest": digest(current)} if settings.start_digest else {}
     log.info(
         "state_recovered" if recovered.snapshot_found or recovered.replayed else "state_fresh",
         **_summary(current),
         snapshot_seq=recovered.snapshot_seq,
         replayed=recovered.replayed,
-        digest=digest(current),
+        **digested,
         dumpfile=str(dumpfile),
         journal_dir=str(journal_dir),
     )
@@ -171,9 +173,7 @@ async def expiry_sweep(app: web.Application) -> AsyncIterator[None]:
 async def periodic_snapshots(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     commands = app[COMMANDS]
-    snapshotter = Snapshotter(
-        commands.state, commands.journal, settings.dumpfile, settings.journal_dir
-    )
+    snapshotter = Snapshotter(commands.journal, settings.dumpfile, settings.journal_dir)
     app[SNAPSHOTTER] = snapshotter
     task = _snapshot_forever(snapshotter, commands, settings.snapshot_interval)
     async with _background(task, "snapshots"):
