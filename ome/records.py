@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ome.engine import Order, Side
+from ome.engine import Order, Side, make_order
 
 # Side by its value in records: a dict lookup is cheaper than calling the enum.
 _SIDES = {int(side): side for side in Side}
@@ -137,7 +137,7 @@ def place_order(record: list[Any]) -> Order:
     try:
         _, _, oid, user, market, side, price, amount, expiration, created, signed = record
         amount_int = int(amount)
-        return Order(
+        return make_order(
             oid,
             user,
             market,

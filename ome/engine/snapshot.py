@@ -40,7 +40,7 @@ from typing import Any
 from ome.engine.book import Book
 from ome.engine.errors import SnapshotError
 from ome.engine.exchange import Exchange
-from ome.engine.orders import Order, Side, order_id
+from ome.engine.orders import Order, Side, make_order, order_id
 
 VERSION = 3
 _READABLE = (1, 2, 3)
@@ -138,7 +138,7 @@ def _orders_from_columns(market: str, columns: dict[str, Any]) -> list[Order]:
         raise SnapshotError(f"market {market}: an order has amount_left outside 1..amount")
     return list(
         map(
-            Order,
+            make_order,
             ids,
             users,
             repeat(market),
@@ -199,17 +199,17 @@ def _uint(value: Any) -> int:
 
 def _order_from_dict(market: str, raw: dict[str, Any]) -> Order:
     """An order of a version-1 or -2 book, every field checked but its id."""
-    order = Order(
-        id=raw["id"],
-        user=raw["user"],
-        target_tracer=raw["target_tracer"],
-        side=Side[raw["side"]],
-        price=_uint(raw["price"]),
-        amount=_uint(raw["amount"]),
-        amount_left=_uint(raw["amount_left"]),
-        expiration=_uint(raw["expiration"]),
-        created=_uint(raw["created"]),
-        signed_data=raw["signed_data"],
+    order = make_order(
+        raw["id"],
+        raw["user"],
+        raw["target_tracer"],
+        Side[raw["side"]],
+        _uint(raw["price"]),
+        _uint(raw["amount"]),
+        _uint(raw["amount_left"]),
+        _uint(raw["expiration"]),
+        _uint(raw["created"]),
+        raw["signed_data"],
     )
     if order.target_tracer != market:
         raise SnapshotError(f"order {order.id} is filed under market {market}")
