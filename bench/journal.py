@@ -50,6 +50,7 @@ Targets (issue 8): always >= 0.8x the throughput of off, p99 within +5 ms;
 replay >= 200,000 records/s; start <= 10 s; no stall > 100 ms.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -57,14 +58,21 @@ from pathlib import Path
 # http.py would shadow the standard library's `http` package.
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != BENCH)]
+# The `ome` package measured: this checkout's, or (OME_ENGINE_PATH, as for
+# bench/engine.py) a folder holding another build of it, such as the one
+# with the compiled engine (`make .venv/ome-mypyc/.built`: .venv/ome-mypyc/lib).
+CODE = Path(os.environ.get("OME_ENGINE_PATH") or REPO).resolve()
+sys.path[:] = [
+    str(CODE),
+    str(REPO),
+    *(p for p in sys.path if Path(p or ".").resolve() != BENCH),
+]
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import io  # noqa: E402
-import os  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -240,8 +248,8 @@ async def journal_counts(base: str) -> tuple[float, float] | None:
 
 async def throughput(sizes: Sizes, connections: int, folder: Path, *, reference: bool) -> None:
     variants = [
-        Variant("fsync always", REPO, ["--journal_dir", "{dir}/journal", "--fsync", "always"]),
-        Variant("fsync off", REPO, ["--journal_dir", "{dir}/journal", "--fsync", "off"]),
+        Variant("fsync always", CODE, ["--journal_dir", "{dir}/journal", "--fsync", "always"]),
+        Variant("fsync off", CODE, ["--journal_dir", "{dir}/journal", "--fsync", "off"]),
     ]
     found = reference_variant(folder / "reference") if reference else "--no-reference"
     if isinstance(found, Variant):
@@ -444,7 +452,7 @@ def file_sizes(folder: Path) -> dict[str, int]:
 
 
 def start_once(
-    dumpfile: Path, journal_dir: Path, folder: Path, tree: Path = REPO
+    dumpfile: Path, journal_dir: Path, folder: Path, tree: Path = CODE
 ) -> tuple[float, float, dict[str, Any]]:
     """Seconds from Popen to `ome_started` of the OME of `tree`, the CPU seconds it used to
     get there, and its `state_recovered` event."""
@@ -605,7 +613,7 @@ def compare_with_baseline(
     theirs: dict[str, list[float]] = {name: [] for name in figures}
     for run in range(sizes.runs):
         for tree, dumpfile, journal_dir, into in (
-            (REPO, *built, figures),
+            (CODE, *built, figures),
             (baseline.tree, baseline.dumpfile, baseline.journal_dir, theirs),
         ):
             _, cpu, _ = start_once(dumpfile, journal_dir, folder, tree)
@@ -850,7 +858,8 @@ def main() -> None:
     if args.runs is not None:
         sizes = dataclasses.replace(sizes, runs=args.runs)
     print(
-        f"bench/journal.py: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"bench/journal.py: the ome of {CODE}, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}, "
         f"{'quick' if args.quick else 'full'} sizes, medians of {sizes.runs}; "
         f"load average {os.getloadavg()[0]:.1f} (CPU shared with others: see the CPU figures)"
     )
