@@ -852,6 +852,9 @@ def main() -> None:
         "(its dumpfile format)",
     )
     args = parser.parse_args()
+    # Parts 2 and 3 recover and snapshot in this process: they must run the code measured.
+    if not Path(recovery.__file__).resolve().is_relative_to(CODE):
+        raise SystemExit(f"imported {recovery.__file__}, not the ome of {CODE}")
     if bool(args.baseline) != bool(args.baseline_data):
         parser.error("--baseline and --baseline_data go together")
     sizes = QUICK if args.quick else FULL
