@@ -7,11 +7,15 @@ market and channel. It never awaits, so matching never waits for a subscriber.
 
 Fan-out is the hot path: each message is encoded once and framed once (a
 server's WebSocket frame is unmasked and, with compression off, the same
-bytes for every receiver), and written straight into each subscriber's
-transport while that transport's buffer is small. Only for a subscriber that
-is behind (its buffer above `WRITE_BUFFER`) do messages wait, in its own
-bounded queue, drained by its own writer task, which waits for the socket to
-drain; while anything waits, new messages queue behind it, so order holds.
+bytes for every receiver). A subscriber's messages are collected for the
+rest of the event loop's turn and written into its transport at once, by
+one `_flush` at the start of the next turn: a write is a system call, which
+per message and subscriber cost more than the matching itself, while every
+command of a turn, and a command's depth update with its trades, share one.
+Only for a subscriber that is behind (its transport's buffer above
+`WRITE_BUFFER`) do messages wait, in its own bounded queue, drained by its
+own writer task, which waits for the socket to drain; while anything waits,
+new messages queue behind it, so order holds.
 A subscriber that lets more than `FeedLimits.max_queue` messages wait is
 closed with 1013 and a reason, and drops out of every subscription at once:
 it cannot slow matching or the others, and it cannot grow the memory without
@@ -63,6 +67,10 @@ class FeedLimits:
     close_timeout: float = 1.0
 
 
+Message = tuple[bytes, bytes]
+"""A message's payload and its frame, shared by every subscriber it goes to."""
+
+
 class Subscriber:
     """One WebSocket connection: its subscriptions and the messages waiting for it."""
 
@@ -70,6 +78,7 @@ class Subscriber:
         "closer",
         "closing",
         "last_heard",
+        "outgoing",
         "queue",
         "ready",
         "subscriptions",
@@ -83,6 +92,8 @@ class Subscriber:
     ) -> None:
         self.ws = ws
         self.transport = transport
+        # Messages of this turn of the event loop, written by the next `Feed._flush`.
+        self.outgoing: list[Message] = []
         self.queue: deque[bytes] = deque()
         self.ready = asyncio.Event()
         self.subscriptions: set[tuple[str, str]] = set()
@@ -111,6 +122,8 @@ class Feed:
         # (market, channel) -> subscribers, insertion-ordered.
         self._subscribed: dict[tuple[str, str], dict[Subscriber, None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # The subscribers with outgoing messages, in the order they got their first.
+        self._due: list[Subscriber] = []
 
     # ------------------------------------------------------------ the sink
 
@@ -130,32 +143,55 @@ class Feed:
                     self._fan_out(trades, orjson.dumps(message))
 
     def _fan_out(self, subscribers: dict[Subscriber, None], data: bytes) -> None:
-        frame = text_frame(data)
+        message = (data, text_frame(data))
+        due = self._due
         # A copy: an overflowing subscriber leaves the dict while it is walked.
         for subscriber in list(subscribers):
-            self._send(subscriber, data, frame)
+            if subscriber.closing:
+                continue
+            if subscriber.queue:
+                self._enqueue(subscriber, data)
+                continue
+            if not subscriber.outgoing:
+                if not due:
+                    asyncio.get_running_loop().call_soon(self._flush)
+                due.append(subscriber)
+            subscriber.outgoing.append(message)
 
-    def _send(self, subscriber: Subscriber, data: bytes, frame: bytes | None = None) -> None:
+    def _send(self, subscriber: Subscriber, data: bytes) -> None:
+        self._fan_out({subscriber: None}, data)
+
+    def _flush(self) -> None:
+        """Write each due subscriber's messages in one go, or queue them if it is behind."""
+        due, self._due = self._due, []
+        for subscriber in due:
+            outgoing = subscriber.outgoing
+            subscriber.outgoing = []
+            if subscriber.closing:
+                continue
+            transport = subscriber.transport
+            if (
+                not subscriber.queue
+                and transport is not None
+                and not subscriber.ws.closed
+                and not transport.is_closing()
+                and transport.get_write_buffer_size() <= WRITE_BUFFER
+            ):
+                transport.write(b"".join([frame for _, frame in outgoing]))
+            else:
+                for data, _ in outgoing:
+                    self._enqueue(subscriber, data)
+
+    def _enqueue(self, subscriber: Subscriber, data: bytes) -> None:
         if subscriber.closing:
             return
         queue = subscriber.queue
-        transport = subscriber.transport
-        if (
-            not queue
-            and transport is not None
-            and not subscriber.ws.closed
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() <= WRITE_BUFFER
-        ):
-            # Nothing waits before it: in order, and no task switch per subscriber.
-            transport.write(text_frame(data) if frame is None else frame)
-            return
         if len(queue) >= self.limits.max_queue:
             reason = f"slow consumer: more than {self.limits.max_queue} messages waiting"
             log.info("feed_subscriber_dropped", reason=reason)
             self._close(subscriber, WSCloseCode.TRY_AGAIN_LATER, reason)
             return
-        subscriber.queue.append(data)
+        queue.append(data)
         subscriber.ready.set()
 
     def _reply(self, subscriber: Subscriber, message: dict[str, Any]) -> None:
@@ -246,6 +282,7 @@ class Feed:
         if subscriber.closing:
             return
         subscriber.closing = True
+        subscriber.outgoing = []
         subscriber.queue.clear()
         self._forget(subscriber)
         task = asyncio.get_running_loop().create_task(self._closed(subscriber, code, reason))
