@@ -268,6 +268,17 @@ class FullBooks:
                 cache.broken = True
                 raise
 
+    async def warm(self) -> None:
+        """Encode every order the build left to encode, in rounds, so that no read has to."""
+        for market in list(self._caches):
+            cache = self._caches[market]
+            # Until caught up with the build; later changes wait for a read.
+            while cache.behind():
+                cache.flush_round()
+                await asyncio.sleep(0)
+                # A read may have rebuilt it meanwhile.
+                cache = self._caches[market]
+
     def cache(self, book: Book) -> BookCache:
         """The cache of `book`, built from it if there is none or its sink failed."""
         cache = self._caches.get(book.market)

@@ -17,7 +17,8 @@ in flight finished (they wait for the journal, which is still writing then).
 - `periodic_snapshots`: a snapshot every `snapshot_interval` seconds.
 - `full_books`: the cache of every book's encoded orders that the full-book
   reads join (`ome.fullbook`), built from the restored state in a worker
-  thread and kept in step by a sink of the command path.
+  thread, kept in step by a sink of the command path, and its orders encoded
+  in the background in rounds of bounded work, so that the first read need not.
 - `feed`: the WebSocket feed, a sink of the command path. Its sockets are
   closed by `close_feed`, an `on_shutdown` hook, before aiohttp waits for
   the handlers in flight (a feed connection is one), so open sockets do not
@@ -195,7 +196,8 @@ async def full_books(app: web.Application) -> AsyncIterator[None]:
     gc.freeze()
     app[FULL_BOOKS] = books
     commands.sinks.append(books.follow)
-    yield
+    async with _background(books.warm(), "full_books_warm"):
+        yield
     commands.sinks.remove(books.follow)
 
 
