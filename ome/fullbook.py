@@ -16,10 +16,12 @@ The sink only marks (O(1) per event, no encoding on the command path); a
 block with marks is "dirty" until it is flushed: its new orders encoded,
 its gone ones dropped, its bytes joined again.
 
-A read flushes the dirty blocks in rounds of bounded work with a turn of the
-event loop between (`catch_up`), then, in one synchronous step, flushes the
-few blocks dirtied since and captures: per level, the list of its blocks'
-bytes objects, O(blocks) rather than O(orders). Nothing captured changes
+A read (`FullBooks.capture`) flushes the dirty blocks in rounds of bounded
+work with a turn of the event loop between, then, in one synchronous step,
+flushes the few blocks dirtied since and captures: per level, the list of
+its blocks' bytes objects, O(blocks) rather than O(orders). The orders of a
+restored book are encoded the same way by a background task right after
+startup (`warm`), so that the first read does not have to. Nothing captured changes
 afterwards, so the answer is byte for byte `ome.wire.book_json` /
 `orders_json` at the moment of the capture, whatever the book does while it
 is written out. The capture also checks each level's order count against
@@ -28,8 +30,8 @@ book, so a fault here costs time, never a wrong answer.
 
 Memory, per resting order: its JSON (about 440 bytes for an order with a
 65-byte signature), its share of the block's id tuple and size array (12
-bytes) and one entry in the id index (about 40 bytes); bench/bigread.py
-prints the measured figure. Block ids are tuples of strings, which the
+bytes) and one entry in the id index: about 500 bytes in all, which
+bench/bigread.py measures. Block ids are tuples of strings, which the
 garbage collector stops tracking, so a full collection does not walk them.
 """
 

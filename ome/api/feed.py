@@ -152,11 +152,16 @@ class Feed:
             if subscriber.queue:
                 self._enqueue(subscriber, data)
                 continue
-            if not subscriber.outgoing:
+            outgoing = subscriber.outgoing
+            if not outgoing:
                 if not due:
                     asyncio.get_running_loop().call_soon(self._flush)
                 due.append(subscriber)
-            subscriber.outgoing.append(message)
+            elif len(outgoing) >= self.limits.max_queue:
+                # A client can ask for many snapshots within one turn.
+                self._overflow(subscriber)
+                continue
+            outgoing.append(message)
 
     def _send(self, subscriber: Subscriber, data: bytes) -> None:
         self._fan_out({subscriber: None}, data)
@@ -187,12 +192,15 @@ class Feed:
             return
         queue = subscriber.queue
         if len(queue) >= self.limits.max_queue:
-            reason = f"slow consumer: more than {self.limits.max_queue} messages waiting"
-            log.info("feed_subscriber_dropped", reason=reason)
-            self._close(subscriber, WSCloseCode.TRY_AGAIN_LATER, reason)
+            self._overflow(subscriber)
             return
         queue.append(data)
         subscriber.ready.set()
+
+    def _overflow(self, subscriber: Subscriber) -> None:
+        reason = f"slow consumer: more than {self.limits.max_queue} messages waiting"
+        log.info("feed_subscriber_dropped", reason=reason)
+        self._close(subscriber, WSCloseCode.TRY_AGAIN_LATER, reason)
 
     def _reply(self, subscriber: Subscriber, message: dict[str, Any]) -> None:
         self._send(subscriber, orjson.dumps(message))
@@ -210,10 +218,9 @@ class Feed:
         )
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
-        transport = request.transport
-        subscriber = Subscriber(
-            ws, transport if isinstance(transport, asyncio.Transport) else None, loop.time()
-        )
+        # Not checked with isinstance: uvloop's transports do not derive from asyncio's,
+        # and a subscriber without one would have every message take the slow queue.
+        subscriber = Subscriber(ws, request.transport, loop.time())
         self.subscribers.add(subscriber)
         subscriber.writer = asyncio.create_task(self._write(subscriber))
         pinger = asyncio.create_task(self._ping(subscriber))
