@@ -7,11 +7,13 @@ market and channel. It never awaits, so matching never waits for a subscriber.
 
 Fan-out is the hot path: each message is encoded once and framed once (a
 server's WebSocket frame is unmasked and, with compression off, the same
-bytes for every receiver). A subscriber's messages are collected for the
-rest of the event loop's turn and written into its transport at once, by
-one `_flush` at the start of the next turn: a write is a system call, which
-per message and subscriber cost more than the matching itself, while every
-command of a turn, and a command's depth update with its trades, share one.
+bytes for every receiver). A subscriber's messages are collected and
+written into its transport at once, by one `_flush` at the next turn of the
+event loop or, when the last flush was less than `FLUSH_INTERVAL` ago, that
+long after it: a write is a system call (and a wakeup of the client), which
+per message and subscriber cost more than the matching itself. So a quiet
+market's update goes out at once, and a busy one's subscribers get one
+write per interval however many commands it held.
 Only for a subscriber that is behind (its transport's buffer above
 `WRITE_BUFFER`) do messages wait, in its own bounded queue, drained by its
 own writer task, which waits for the socket to drain; while anything waits,
@@ -52,6 +54,8 @@ CHANNELS = ("depth", "trades")
 MAX_CLIENT_MESSAGE = 64 * 1024
 # Bytes a subscriber's transport may hold before its messages start waiting in its queue.
 WRITE_BUFFER = 256 * 1024
+# Seconds from one flush to the next at least: a busy market's updates wait at most this.
+FLUSH_INTERVAL = 0.005
 _TEXT_FIN = 0x81
 
 log = structlog.get_logger("ome.feed")
@@ -124,6 +128,7 @@ class Feed:
         self._closing: set[asyncio.Task[None]] = set()
         # The subscribers with outgoing messages, in the order they got their first.
         self._due: list[Subscriber] = []
+        self._last_flush = 0.0
 
     # ------------------------------------------------------------ the sink
 
@@ -155,7 +160,8 @@ class Feed:
             outgoing = subscriber.outgoing
             if not outgoing:
                 if not due:
-                    asyncio.get_running_loop().call_soon(self._flush)
+                    loop = asyncio.get_running_loop()
+                    loop.call_at(self._last_flush + FLUSH_INTERVAL, self._flush)
                 due.append(subscriber)
             elif len(outgoing) >= self.limits.max_queue:
                 # A client can ask for many snapshots within one turn.
@@ -169,6 +175,7 @@ class Feed:
     def _flush(self) -> None:
         """Write each due subscriber's messages in one go, or queue them if it is behind."""
         due, self._due = self._due, []
+        self._last_flush = asyncio.get_running_loop().time()
         for subscriber in due:
             outgoing = subscriber.outgoing
             subscriber.outgoing = []
