@@ -13,17 +13,17 @@ event loop or, when the last flush was less than `FLUSH_INTERVAL` ago, that
 long after it: a write is a system call (and a wakeup of the client), which
 per message and subscriber cost more than the matching itself. So a quiet
 market's update goes out at once, and a busy one's subscribers get one
-write per interval however many commands it held.
-Only for a subscriber that is behind (its transport's buffer above
-`WRITE_BUFFER`) do messages wait, in its own bounded queue, drained by its
-own writer task, which waits for the socket to drain; while anything waits,
-new messages queue behind it, so order holds.
-A subscriber that lets more than `FeedLimits.max_queue` messages wait is
-closed with 1013 and a reason, and drops out of every subscription at once:
-it cannot slow matching or the others, and it cannot grow the memory without
-bound. Because a subscription's snapshot is sent in the same synchronous step
-that registers it, and updates in command order, a subscriber sees the
-snapshot at `seq` S and then every update from S + 1 on, with no gap.
+write per interval however many commands it held. Only for a subscriber
+that is behind (its transport's buffer above `WRITE_BUFFER`) do messages
+wait, in its own bounded queue, drained by its own writer task, which waits
+for the socket to drain; while anything waits, new messages queue behind
+it, so order holds. A subscriber that lets more than `FeedLimits.max_queue`
+messages wait (collected or queued) is closed with 1013 and a reason, and
+drops out of every subscription at once: it cannot slow matching or the
+others, and it cannot grow the memory without bound. Because a
+subscription's snapshot is sent in the same synchronous step that registers
+it, and updates in command order, a subscriber sees the snapshot at `seq` S
+and then every update from S + 1 on, with no gap.
 
 Liveness: a ping every `ping_interval` seconds; a connection from which
 nothing (a pong or any other frame) arrived for `pong_timeout` seconds is
@@ -96,7 +96,7 @@ class Subscriber:
     ) -> None:
         self.ws = ws
         self.transport = transport
-        # Messages of this turn of the event loop, written by the next `Feed._flush`.
+        # Messages for the next `Feed._flush` to write; never while any wait in `queue`.
         self.outgoing: list[Message] = []
         self.queue: deque[bytes] = deque()
         self.ready = asyncio.Event()
