@@ -11,7 +11,9 @@ on it (as `bench/http.py` starts it). A probe process sends `GET /` every
 process reads `GET /book/{market}` and `GET /book/{market}/order` back to
 back, plain and gzip. Reported: the probe's p50, p99 and worst latency in
 both phases (the goal: no request waits more than 50 ms behind a big read at
-200,000), and each big read's duration and size.
+200,000), each big read's duration and size, and the memory the full-book
+cache (`ome.fullbook`) holds per resting order once every order is encoded
+(tracemalloc, in this process, on the same book).
 """
 
 import sys
@@ -30,6 +32,7 @@ import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
 from typing import Any  # noqa: E402
 
 import aiohttp  # noqa: E402
@@ -44,8 +47,10 @@ LEVELS = 1000
 PROBE_EVERY = 0.01
 
 
-def write_book(path: Path, orders: int) -> None:
+def write_book(path: Path, orders: int) -> float:
+    """Write the dumpfile; the full-book cache's bytes per resting order."""
     from ome.engine import Exchange, Order, Side
+    from ome.fullbook import FullBooks
     from ome.persistence import write_dump
     from ome.state import State
 
@@ -67,6 +72,13 @@ def write_book(path: Path, orders: int) -> None:
         )
         book.submit(order, 0)
     write_dump(path, State(exchange))
+    tracemalloc.start()
+    cache = FullBooks(exchange)
+    cache.build()
+    cache.cache(book).flush()
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return held / orders
 
 
 async def wait_serving(base: str, timeout: float) -> None:
@@ -138,9 +150,10 @@ async def measure(orders: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         dumpfile = Path(folder) / "dump.json"
         started = time.monotonic()
-        await asyncio.to_thread(write_book, dumpfile, orders)
+        per_order = await asyncio.to_thread(write_book, dumpfile, orders)
         took = time.monotonic() - started
         print(f"\n{orders:,} resting orders: dumpfile written in {took:.0f} s")
+        print(f"  full-book cache: {per_order:.0f} bytes per resting order")
         with bench_http.started(
             ["-m", "ome.devexecutioner", "--port", str(exec_port), "--log-level", "warning"]
         ) as exec_process, bench_http.started(

@@ -7,17 +7,23 @@ market and channel. It never awaits, so matching never waits for a subscriber.
 
 Fan-out is the hot path: each message is encoded once and framed once (a
 server's WebSocket frame is unmasked and, with compression off, the same
-bytes for every receiver), and written straight into each subscriber's
-transport while that transport's buffer is small. Only for a subscriber that
-is behind (its buffer above `WRITE_BUFFER`) do messages wait, in its own
-bounded queue, drained by its own writer task, which waits for the socket to
-drain; while anything waits, new messages queue behind it, so order holds.
-A subscriber that lets more than `FeedLimits.max_queue` messages wait is
-closed with 1013 and a reason, and drops out of every subscription at once:
-it cannot slow matching or the others, and it cannot grow the memory without
-bound. Because a subscription's snapshot is sent in the same synchronous step
-that registers it, and updates in command order, a subscriber sees the
-snapshot at `seq` S and then every update from S + 1 on, with no gap.
+bytes for every receiver). A subscriber's messages are collected and
+written into its transport at once, by one `_flush` at the next turn of the
+event loop or, when the last flush was less than `FLUSH_INTERVAL` ago, that
+long after it: a write is a system call (and a wakeup of the client), which
+per message and subscriber cost more than the matching itself. So a quiet
+market's update goes out at once, and a busy one's subscribers get one
+write per interval however many commands it held. Only for a subscriber
+that is behind (its transport's buffer above `WRITE_BUFFER`) do messages
+wait, in its own bounded queue, drained by its own writer task, which waits
+for the socket to drain; while anything waits, new messages queue behind
+it, so order holds. A subscriber that lets more than `FeedLimits.max_queue`
+messages wait (collected or queued) is closed with 1013 and a reason, and
+drops out of every subscription at once: it cannot slow matching or the
+others, and it cannot grow the memory without bound. Because a
+subscription's snapshot is sent in the same synchronous step that registers
+it, and updates in command order, a subscriber sees the snapshot at `seq` S
+and then every update from S + 1 on, with no gap.
 
 Liveness: a ping every `ping_interval` seconds; a connection from which
 nothing (a pong or any other frame) arrived for `pong_timeout` seconds is
@@ -48,6 +54,8 @@ CHANNELS = ("depth", "trades")
 MAX_CLIENT_MESSAGE = 64 * 1024
 # Bytes a subscriber's transport may hold before its messages start waiting in its queue.
 WRITE_BUFFER = 256 * 1024
+# Seconds from one flush to the next at least: a busy market's updates wait at most this.
+FLUSH_INTERVAL = 0.005
 _TEXT_FIN = 0x81
 
 log = structlog.get_logger("ome.feed")
@@ -63,6 +71,10 @@ class FeedLimits:
     close_timeout: float = 1.0
 
 
+Message = tuple[bytes, bytes]
+"""A message's payload and its frame, shared by every subscriber it goes to."""
+
+
 class Subscriber:
     """One WebSocket connection: its subscriptions and the messages waiting for it."""
 
@@ -70,6 +82,7 @@ class Subscriber:
         "closer",
         "closing",
         "last_heard",
+        "outgoing",
         "queue",
         "ready",
         "subscriptions",
@@ -83,6 +96,8 @@ class Subscriber:
     ) -> None:
         self.ws = ws
         self.transport = transport
+        # Messages for the next `Feed._flush` to write; never while any wait in `queue`.
+        self.outgoing: list[Message] = []
         self.queue: deque[bytes] = deque()
         self.ready = asyncio.Event()
         self.subscriptions: set[tuple[str, str]] = set()
@@ -111,6 +126,9 @@ class Feed:
         # (market, channel) -> subscribers, insertion-ordered.
         self._subscribed: dict[tuple[str, str], dict[Subscriber, None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        # The subscribers with outgoing messages, in the order they got their first.
+        self._due: list[Subscriber] = []
+        self._last_flush = 0.0
 
     # ------------------------------------------------------------ the sink
 
@@ -130,33 +148,66 @@ class Feed:
                     self._fan_out(trades, orjson.dumps(message))
 
     def _fan_out(self, subscribers: dict[Subscriber, None], data: bytes) -> None:
-        frame = text_frame(data)
+        message = (data, text_frame(data))
+        due = self._due
         # A copy: an overflowing subscriber leaves the dict while it is walked.
         for subscriber in list(subscribers):
-            self._send(subscriber, data, frame)
+            if subscriber.closing:
+                continue
+            if subscriber.queue:
+                self._enqueue(subscriber, data)
+                continue
+            outgoing = subscriber.outgoing
+            if not outgoing:
+                if not due:
+                    loop = asyncio.get_running_loop()
+                    loop.call_at(self._last_flush + FLUSH_INTERVAL, self._flush)
+                due.append(subscriber)
+            elif len(outgoing) >= self.limits.max_queue:
+                # A client can ask for many snapshots within one turn.
+                self._overflow(subscriber)
+                continue
+            outgoing.append(message)
 
-    def _send(self, subscriber: Subscriber, data: bytes, frame: bytes | None = None) -> None:
+    def _send(self, subscriber: Subscriber, data: bytes) -> None:
+        self._fan_out({subscriber: None}, data)
+
+    def _flush(self) -> None:
+        """Write each due subscriber's messages in one go, or queue them if it is behind."""
+        due, self._due = self._due, []
+        self._last_flush = asyncio.get_running_loop().time()
+        for subscriber in due:
+            outgoing = subscriber.outgoing
+            subscriber.outgoing = []
+            if subscriber.closing:
+                continue
+            transport = subscriber.transport
+            if (
+                not subscriber.queue
+                and transport is not None
+                and not subscriber.ws.closed
+                and not transport.is_closing()
+                and transport.get_write_buffer_size() <= WRITE_BUFFER
+            ):
+                transport.write(b"".join([frame for _, frame in outgoing]))
+            else:
+                for data, _ in outgoing:
+                    self._enqueue(subscriber, data)
+
+    def _enqueue(self, subscriber: Subscriber, data: bytes) -> None:
         if subscriber.closing:
             return
         queue = subscriber.queue
-        transport = subscriber.transport
-        if (
-            not queue
-            and transport is not None
-            and not subscriber.ws.closed
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() <= WRITE_BUFFER
-        ):
-            # Nothing waits before it: in order, and no task switch per subscriber.
-            transport.write(text_frame(data) if frame is None else frame)
-            return
         if len(queue) >= self.limits.max_queue:
-            reason = f"slow consumer: more than {self.limits.max_queue} messages waiting"
-            log.info("feed_subscriber_dropped", reason=reason)
-            self._close(subscriber, WSCloseCode.TRY_AGAIN_LATER, reason)
+            self._overflow(subscriber)
             return
-        subscriber.queue.append(data)
+        queue.append(data)
         subscriber.ready.set()
+
+    def _overflow(self, subscriber: Subscriber) -> None:
+        reason = f"slow consumer: more than {self.limits.max_queue} messages waiting"
+        log.info("feed_subscriber_dropped", reason=reason)
+        self._close(subscriber, WSCloseCode.TRY_AGAIN_LATER, reason)
 
     def _reply(self, subscriber: Subscriber, message: dict[str, Any]) -> None:
         self._send(subscriber, orjson.dumps(message))
@@ -174,10 +225,9 @@ class Feed:
         )
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
-        transport = request.transport
-        subscriber = Subscriber(
-            ws, transport if isinstance(transport, asyncio.Transport) else None, loop.time()
-        )
+        # Not checked with isinstance: uvloop's transports do not derive from asyncio's,
+        # and a subscriber without one would have every message take the slow queue.
+        subscriber = Subscriber(ws, request.transport, loop.time())
         self.subscribers.add(subscriber)
         subscriber.writer = asyncio.create_task(self._write(subscriber))
         pinger = asyncio.create_task(self._ping(subscriber))
@@ -246,6 +296,7 @@ class Feed:
         if subscriber.closing:
             return
         subscriber.closing = True
+        subscriber.outgoing = []
         subscriber.queue.clear()
         self._forget(subscriber)
         task = asyncio.get_running_loop().create_task(self._closed(subscriber, code, reason))

@@ -12,6 +12,7 @@ from ome.commands import Commands
 from ome.config import Settings
 from ome.delivery import Sender
 from ome.executioner import ExecutionerClient
+from ome.fullbook import FullBooks
 from ome.metrics import Metrics
 from ome.verifier import OrderVerifier
 
@@ -21,6 +22,7 @@ EXECUTIONER = web.AppKey("executioner", ExecutionerClient)
 SENDER = web.AppKey("sender", Sender)
 FEED = web.AppKey("feed", Feed)
 FEED_LIMITS = web.AppKey("feed_limits", FeedLimits)
+FULL_BOOKS = web.AppKey("full_books", FullBooks)
 # Unix seconds; a key of its own so that tests can move time.
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
 # Called when the service can no longer go on (the journal failed): the

@@ -15,6 +15,10 @@ in flight finished (they wait for the journal, which is still writing then).
 - `delivery`: the sender (a pair whose POST it interrupts stays pending).
 - `expiry_sweep`: expires orders even when nothing trades.
 - `periodic_snapshots`: a snapshot every `snapshot_interval` seconds.
+- `full_books`: the cache of every book's encoded orders that the full-book
+  reads join (`ome.fullbook`), built from the restored state in a worker
+  thread, kept in step by a sink of the command path, and its orders encoded
+  in the background in rounds of bounded work, so that the first read need not.
 - `feed`: the WebSocket feed, a sink of the command path. Its sockets are
   closed by `close_feed`, an `on_shutdown` hook, before aiohttp waits for
   the handlers in flight (a feed connection is one), so open sockets do not
@@ -38,6 +42,7 @@ from ome.api.keys import (
     EXIT,
     FEED,
     FEED_LIMITS,
+    FULL_BOOKS,
     ON_FATAL,
     SENDER,
     SETTINGS,
@@ -45,6 +50,7 @@ from ome.api.keys import (
 from ome.commands import Commands, Limits
 from ome.delivery import Sender
 from ome.eventlog import log_events
+from ome.fullbook import FullBooks
 from ome.journal import Journal, JournalError, JournalUnavailable, SegmentFile, check_folder
 from ome.persistence import check_writable, digest, write_dump
 from ome.recovery import recover
@@ -180,6 +186,21 @@ async def periodic_snapshots(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def full_books(app: web.Application) -> AsyncIterator[None]:
+    commands = app[COMMANDS]
+    books = FullBooks(commands.state.exchange)
+    # Nothing changes the state until the app serves; in a worker thread, as the restore,
+    # so that the port answers probes meanwhile (a million orders take a second).
+    await asyncio.to_thread(books.build)
+    # What the build made lives long: out of the collector's way, as the state is.
+    gc.freeze()
+    app[FULL_BOOKS] = books
+    commands.sinks.append(books.follow)
+    async with _background(books.warm(), "full_books_warm"):
+        yield
+    commands.sinks.remove(books.follow)
+
+
 async def feed(app: web.Application) -> AsyncIterator[None]:
     commands = app[COMMANDS]
     market_feed = Feed(commands, app[FEED_LIMITS])
@@ -199,6 +220,7 @@ async def close_feed(app: web.Application) -> None:
 CONTEXTS: list[Callable[[web.Application], AsyncIterator[None]]] = [
     state,
     journal_writer,
+    full_books,
     feed,
     delivery,
     expiry_sweep,

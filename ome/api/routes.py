@@ -15,7 +15,8 @@ A cancel (PATCH or DELETE) checks path and body (400), market and order
 (404, whatever the signature), then the signature (401 missing, 400
 malformed); the engine's cancel refuses another signer (403).
 
-The full-book reads are streamed (`ome.api.streaming`); `/ws` is the feed
+The full-book reads are joins of cached bytes (`ome.fullbook`), streamed
+(`ome.api.streaming`); `/ws` is the feed
 (`ome.api.feed`).
 """
 
@@ -27,6 +28,7 @@ from ome.api.keys import (
     COMMANDS,
     EXECUTIONER,
     FEED,
+    FULL_BOOKS,
     IN_FLIGHT,
     METRICS,
     ORDER_VERIFIER,
@@ -98,7 +100,10 @@ async def create_market(request: web.Request) -> web.Response:
 
 
 async def get_book(request: web.Request) -> web.Response:
-    return streamed_json(request, book_pieces(_book(request)))
+    book = _book(request)
+    captured = await request.app[FULL_BOOKS].capture(book)
+    # No await since the capture: the book's other fields are read at the same moment.
+    return streamed_json(request, book_pieces(book, captured))
 
 
 async def get_depth(request: web.Request) -> web.Response:
@@ -133,7 +138,8 @@ async def submit_order(request: web.Request) -> web.Response:
 
 
 async def list_orders(request: web.Request) -> web.Response:
-    return streamed_json(request, orders_pieces(_book(request)))
+    captured = await request.app[FULL_BOOKS].capture(_book(request))
+    return streamed_json(request, orders_pieces(captured))
 
 
 async def get_order(request: web.Request) -> web.Response:

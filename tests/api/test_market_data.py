@@ -8,11 +8,11 @@ import orjson
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from ome import fullbook
 from ome.api import streaming
 from ome.api.app import create_app
 from ome.api.keys import COMMANDS, EXIT
 from ome.config import Settings
-from ome.engine import Book, Order, Side
 from ome.wire import book_json, orders_json
 from tests.api.conftest import (
     EXECUTIONER_TIMEOUT,
@@ -25,10 +25,8 @@ from tests.api.conftest import (
 from tests.builders import (
     MARKET,
     NOW,
-    SIG,
     Clock,
     order_body,
-    user,
 )
 
 
@@ -138,12 +136,14 @@ async def test_full_book_reads_are_gzipped_when_accepted_and_equal_otherwise(
 async def test_a_streamed_answer_is_the_same_json_in_chunks(
     client: Client, market: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Levels of several blocks, read in several rounds.
+    monkeypatch.setattr(fullbook, "BLOCK", 3)
+    monkeypatch.setattr(fullbook, "ROUND", 5)
     await random_flow(client, seed=5, steps=80)
     book = client.app[COMMANDS].book(market)
     expected_book = orjson.dumps(book_json(book))
     expected_orders = orjson.dumps(orders_json(book.orders()))
     monkeypatch.setattr(streaming, "CHUNK", 512)
-    monkeypatch.setattr(streaming, "BATCH", 3)
     expected = {f"/book/{market}": expected_book, f"/book/{market}/order": expected_orders}
     for path, body in expected.items():
         response = await client.get(path, headers={"Accept-Encoding": "identity"})
@@ -155,35 +155,30 @@ async def test_a_streamed_answer_is_the_same_json_in_chunks(
         assert await zipped.read() == body
 
 
-def test_a_full_book_read_shows_the_moment_it_was_captured() -> None:
-    book = Book(MARKET)
+async def test_a_full_book_read_shows_the_moment_it_was_captured(
+    client: Client, market: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(40):
-        book.submit(order(1 + i % 3, Side.Ask, 100 + i % 4, 10, i), NOW)
-        book.submit(order(4, Side.Bid, 90 + i % 4, 10, i), NOW)
+        ask = order_body(who=1 + i % 3, side="Ask", price=100 + i % 4, amount=10, created=str(i))
+        await submit(client, ask)
+        await submit(client, order_body(who=4, side="Bid", price=90 + i % 4, created=str(i)))
+    book = client.app[COMMANDS].book(market)
     before_book = orjson.dumps(book_json(book))
     before_orders = orjson.dumps(orders_json(book.orders()))
-    pieces = streaming.book_pieces(book)
-    order_pieces = streaming.orders_pieces(book)
-    # Matching after the capture fills makers in place, cancels and adds levels.
-    book.submit(order(5, Side.Bid, 102, 155, 99), NOW)
-    book.cancel(next(iter(book.orders())).id)
-    book.submit(order(6, Side.Ask, 120, 7, 100), NOW)
+    # Written out in many small chunks, each after a turn of the event loop.
+    monkeypatch.setattr(streaming, "CHUNK", 256)
+    # Their headers are in: both captured, their bodies still on the way.
+    book_response, orders_response = [
+        await client.get(path, headers={"Accept-Encoding": "identity"})
+        for path in (f"/book/{market}", f"/book/{market}/order")
+    ]
+    # Meanwhile: matching fills makers in place, a cancel, a new level.
+    await submit(client, order_body(who=5, side="Bid", price=102, amount=155))
+    await client.delete(f"/book/{market}/order/{next(iter(book.orders())).id}")
+    await submit(client, order_body(who=6, side="Ask", price=120, amount=7))
     assert orjson.dumps(book_json(book)) != before_book
-    assert b"".join(pieces) == before_book
-    assert b"".join(order_pieces) == before_orders
-
-
-def order(who: int, side: Side, price: int, amount: int, created: int) -> Order:
-    return Order.create(
-        user=user(who),
-        target_tracer=MARKET,
-        side=side,
-        price=price,
-        amount=amount,
-        expiration=NOW + 3600,
-        created=created,
-        signed_data=SIG,
-    )
+    assert await book_response.read() == before_book
+    assert await orders_response.read() == before_orders
 
 
 @pytest.mark.parametrize("dump", [True, False], ids=["snapshot", "journal replay"])

@@ -1,0 +1,183 @@
+"""The full-book cache against `ome.wire`, after random order flow.
+
+Commands go through `Machine.apply` and the cache follows their events, as
+it follows the live path. With blocks of 3 orders and rounds of 5, so that
+levels span several blocks and reads catch up in several rounds, the test
+checks at random points that a capture's answers are byte for byte
+`book_json` / `orders_json` of that moment, and, after the flow went on,
+that every capture made earlier still yields the bytes of its own moment.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ome import fullbook
+from ome.api.streaming import book_pieces, orders_pieces
+from ome.commands import Machine
+from ome.engine import EngineError, Order, Side
+from ome.fullbook import FullBooks
+from ome.records import Cancel, CreateMarket, Expire, Place
+from ome.state import State
+from ome.wire import book_json, orders_json
+from tests.builders import MARKET, NOW, OTHER_MARKET, SIG, captured_logs, user
+
+MARKETS = (MARKET, OTHER_MARKET)
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("place"),
+            st.sampled_from(MARKETS),
+            st.integers(1, 4),
+            st.sampled_from(Side),
+            st.integers(97, 103),
+            st.integers(1, 30),
+            st.integers(1, 20),
+        ),
+        st.tuples(st.just("cancel"), st.integers(0, 200)),
+        st.tuples(st.just("tick"), st.integers(1, 5)),
+        st.tuples(st.just("round"), st.sampled_from(MARKETS)),
+        st.tuples(st.just("read"), st.sampled_from(MARKETS)),
+    ),
+    max_size=150,
+)
+
+
+class Flow:
+    """A state, its command path's step and the cache following it."""
+
+    def __init__(self) -> None:
+        self.machine = Machine(State())
+        self.books = FullBooks(self.machine.state.exchange)
+        self.books.build()
+        self.now = NOW
+        self.seq = 0
+        self.placed: list[Order] = []
+        for market in MARKETS:
+            self.apply(CreateMarket(market))
+
+    def apply(self, command: Any) -> None:
+        try:
+            applied = self.machine.apply(self.seq + 1, self.now, command)
+        except EngineError:
+            return
+        self.seq += 1
+        self.books.follow(applied)
+
+    def step(self, step: tuple[Any, ...]) -> None:
+        if step[0] == "place":
+            _, market, who, side, price, amount, lifetime = step
+            order = Order.create(
+                user=user(who),
+                target_tracer=market,
+                side=side,
+                price=price,
+                amount=amount,
+                expiration=self.now + lifetime,
+                created=self.now + len(self.placed),
+                signed_data=SIG,
+            )
+            self.placed.append(order)
+            self.apply(Place(order))
+        elif step[0] == "cancel" and self.placed:
+            target = self.placed[step[1] % len(self.placed)]
+            self.apply(Cancel(target.target_tracer, target.id, None))
+        elif step[0] == "tick":
+            self.now += step[1]
+            self.apply(Expire())
+        elif step[0] == "round":
+            self.books.cache(self.machine.state.exchange.get(step[1])).flush_round()
+
+
+def expected(flow: Flow, market: str) -> tuple[bytes, bytes]:
+    book = flow.machine.state.exchange.get(market)
+    return orjson.dumps(book_json(book)), orjson.dumps(orders_json(book.orders()))
+
+
+def read(flow: Flow, market: str) -> tuple[Iterator[bytes], Iterator[bytes]]:
+    book = flow.machine.state.exchange.get(market)
+    captured = flow.books.capture_now(book)
+    return book_pieces(book, captured), orders_pieces(captured)
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fullbook, "BLOCK", 3)
+    monkeypatch.setattr(fullbook, "ROUND", 5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(flow_steps=steps)
+def test_every_capture_is_the_book_of_its_moment_byte_for_byte(
+    flow_steps: list[tuple[Any, ...]],
+) -> None:
+    flow = Flow()
+    reads = []
+    for step in flow_steps:
+        flow.step(step)
+        if step[0] == "read":
+            # Joined later, after the flow went on.
+            reads.append((expected(flow, step[1]), read(flow, step[1])))
+    for (book_bytes, orders_bytes), (book_read, orders_read) in reads:
+        assert b"".join(book_read) == book_bytes
+        assert b"".join(orders_read) == orders_bytes
+    for market in MARKETS:
+        book_read, orders_read = read(flow, market)
+        assert (b"".join(book_read), b"".join(orders_read)) == expected(flow, market)
+
+
+def test_a_read_catches_up_in_rounds_and_captures_the_orders_that_came_meanwhile() -> None:
+    flow = Flow()
+    for i in range(60):
+        flow.step(("place", MARKET, 1 + i % 4, Side(i % 2), 97 + i % 7, 5, 20))
+    book = flow.machine.state.exchange.get(MARKET)
+    cache = flow.books.cache(book)
+    assert cache.behind()
+    capture = flow.books.capture(book)
+    # One round, then the read gives the others their turn: a command comes in meanwhile.
+    capture.send(None)
+    flow.step(("place", MARKET, 2, Side.Ask, 99, 7, 20))
+    book_bytes, _ = expected(flow, MARKET)
+    with pytest.raises(StopIteration) as finished:
+        while True:
+            capture.send(None)
+    assert b"".join(book_pieces(book, finished.value.value)) == book_bytes
+
+
+def test_a_failing_sink_costs_a_rebuild_not_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    flow = Flow()
+    for i in range(20):
+        flow.step(("place", MARKET, 1 + i % 4, Side(i % 2), 97 + i % 7, 5, 20))
+
+    def fail(self: fullbook.BookCache, order: Order) -> None:
+        raise RuntimeError("cache bug")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fullbook.BookCache, "rested", fail)
+        with pytest.raises(RuntimeError):
+            flow.step(("place", MARKET, 3, Side.Bid, 90, 5, 20))
+    flow.step(("place", MARKET, 4, Side.Bid, 91, 5, 20))
+    with captured_logs() as events:
+        book_read, orders_read = read(flow, MARKET)
+    assert (b"".join(book_read), b"".join(orders_read)) == expected(flow, MARKET)
+    assert [event["event"] for event in events] == ["book_cache_rebuilt"]
+
+
+def test_a_cache_that_disagrees_with_the_book_is_rebuilt_before_it_answers() -> None:
+    flow = Flow()
+    for i in range(20):
+        flow.step(("place", MARKET, 1 + i % 4, Side(i % 2), 97 + i % 7, 5, 20))
+    book = flow.machine.state.exchange.get(MARKET)
+    # As if an event had been made up: the cache drops an order the book holds.
+    cache = flow.books.cache(book)
+    cache.flush()
+    cache.left(next(book.orders()))
+    with captured_logs() as events:
+        book_read, orders_read = read(flow, MARKET)
+    assert (b"".join(book_read), b"".join(orders_read)) == expected(flow, MARKET)
+    assert [event["event"] for event in events] == ["book_cache_inconsistent"]
