@@ -123,6 +123,8 @@ def read_segments(
             f"ends at {after}: records {after + 1}..{first - 1} are missing"
         )
     expected: int | None = None
+    unpack_header = HEADER.unpack_from
+    crc32 = zlib.crc32
     for index, (first, path) in enumerate(found):
         is_last = index == len(found) - 1
         if expected is not None and first != expected:
@@ -132,19 +134,35 @@ def read_segments(
             )
         data = path.read_bytes()
         view = memoryview(data)
+        size = len(data)
         offset = 0
         seq = first - 1
-        while offset < len(data):
-            end = _check_record(data, view, offset, seq + 1)
-            if isinstance(end, _Problem):
-                tail_is_torn = is_last and end.endswith_at_eof
-                if tail_is_torn:
-                    scan.torn = Torn(path, offset, len(data))
-                    break
-                raise JournalCorrupt(f"journal {path} at offset {offset}: {end.reason}")
+        while offset < size:
+            # A sound record, checked inline: a call per record was a fifth of replay's time.
+            start = offset + HEADER.size
+            end = -1
+            if start <= size:
+                length, crc, record_seq = unpack_header(data, offset)
+                end = start + length
+                if not (
+                    end <= size
+                    and record_seq == seq + 1
+                    and length <= MAX_RECORD
+                    and crc32(view[offset + _CRC_FROM : end]) == crc
+                ):
+                    end = -1
+            if end < 0:
+                # Something is wrong: name it.
+                checked = _check_record(data, view, offset, seq + 1)
+                if isinstance(checked, _Problem):
+                    if is_last and checked.endswith_at_eof:
+                        scan.torn = Torn(path, offset, size)
+                        break
+                    raise JournalCorrupt(f"journal {path} at offset {offset}: {checked.reason}")
+                end = checked
             seq += 1
             if seq > after:
-                yield seq, data[offset + HEADER.size : end]
+                yield seq, data[start:end]
             offset = end
             if seq == until:
                 scan.last_seq = max(scan.last_seq, seq)

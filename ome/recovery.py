@@ -70,8 +70,9 @@ def _recover(dumpfile: Path, journal_dir: Path, *, repair: bool, until: int | No
     seq = snapshot_seq
     if journal_dir.is_dir():
         try:
+            replay = machine.replay
             for seq, payload in read_segments(journal_dir, snapshot_seq, scan, until=until):
-                machine.replay(seq, payload)
+                replay(seq, payload)
                 replayed += 1
         except JournalCorrupt as exc:
             raise RecoveryError(str(exc)) from exc
