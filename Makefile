@@ -33,8 +33,9 @@ test: lint
 	@if command -v cc >/dev/null 2>&1; then $(MAKE) --no-print-directory test-compiled; \
 	else echo "no C compiler found: the mypyc-compiled engine was not tested"; fi
 
+# build/ is setuptools' own: a module compiled by an earlier setup.py would be packed again.
 $(COMPILED)/.built: $(VENV)/.installed-test setup.py $(wildcard ome/engine/*.py)
-	rm -rf $(COMPILED)
+	rm -rf $(COMPILED) build
 	MYPYC_ENGINE=1 $(PY) -m pip wheel --quiet --no-build-isolation --no-deps -w $(COMPILED)/dist .
 	$(PY) -m pip install --quiet --no-deps --target $(COMPILED)/lib $(COMPILED)/dist/*.whl
 	touch $@
