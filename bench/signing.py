@@ -25,8 +25,7 @@ the OME process's CPU time per request, per configuration (medians over the
 runs), and the ratios on/off, also per run (its two loads are back to back,
 so the pair shares the machine's background load) with their median.
 Target: >= 0.9. On a shared machine, prefer more, shorter runs:
-`--runs 10 --duration 5`. `--verify_threads N` gives the verifying OME that
-setting (default: the OME's own, one thread where two CPUs are usable).
+`--runs 10 --duration 5`.
 """
 
 import sys
@@ -234,21 +233,13 @@ def run_load(base: str, market: str, bodies_file: str, seconds: float) -> Any:
 
 
 async def bench_http(
-    seconds: float,
-    runs: int,
-    connections: int,
-    per_second: int,
-    durable: bool,
-    verify_threads: int | None,
+    seconds: float, runs: int, connections: int, per_second: int, durable: bool
 ) -> None:
     http = _http_module()
     exec_port, on_port, off_port = http.free_port(), http.free_port(), http.free_port()
     executioner = f"http://127.0.0.1:{exec_port}"
     servers = {"on": f"http://127.0.0.1:{on_port}", "off": f"http://127.0.0.1:{off_port}"}
     domain = ["--chain_id", str(CHAIN_ID), "--trader_contract", TRADER_CONTRACT]
-    if verify_threads is not None:
-        domain += ["--verify_threads", str(verify_threads)]
-    threads = "the OME's default" if verify_threads is None else str(verify_threads)
     # Without fsync the run measures the CPU the verification takes, not the disk.
     fsync = () if durable else ("--fsync", "off")
 
@@ -272,7 +263,6 @@ async def bench_http(
         print(
             f"\n=== {runs} run(s) x {seconds:g} s per configuration, {connections} connections, "
             f"{count} signed orders per connection, fsync {'always' if durable else 'off'}, "
-            f"verify threads {threads}, "
             f"Python {sys.version.split()[0]}"
         )
         for run in range(runs):
@@ -362,9 +352,6 @@ def main() -> None:
     parser.add_argument(
         "--durable", action="store_true", help="http: fsync the journal (default: --fsync off)"
     )
-    parser.add_argument(
-        "--verify_threads", type=int, default=None, help="http: the verifying OME's threads"
-    )
     args = parser.parse_args()
     if args.what == "verify":
         runs = 1 if args.quick else args.runs or 7
@@ -372,11 +359,7 @@ def main() -> None:
     else:
         runs = 1 if args.quick else args.runs or 3
         seconds = 2.0 if args.quick else args.duration
-        asyncio.run(
-            bench_http(
-                seconds, runs, args.connections, args.rate, args.durable, args.verify_threads
-            )
-        )
+        asyncio.run(bench_http(seconds, runs, args.connections, args.rate, args.durable))
 
 
 if __name__ == "__main__":
