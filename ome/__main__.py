@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ome.api.app import create_app
 from ome.api.health import Phase, starting_handler
-from ome.api.keys import ORDER_VERIFIER, READINESS
+from ome.api.keys import READINESS
 from ome.api.protocol import IDLE_TIMEOUT
 from ome.config import DEFAULT_EXECUTIONER, ConfigError, Settings, load_settings
 from ome.devexecutioner import address_of, start_dev_executioner
@@ -139,7 +139,6 @@ async def serve(settings: Settings) -> None:
                 dev=settings.dev,
                 chain_id=domain[0] if (domain := settings.signature_domain) else None,
                 trader_contract=domain[1] if domain else None,
-                verify_threads=verifier.threads if (verifier := app[ORDER_VERIFIER]) else None,
             )
             await stop.wait()
             app[READINESS].phase = Phase.draining

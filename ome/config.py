@@ -189,13 +189,6 @@ def parse_limit(value: str) -> int:
     return int(text)
 
 
-def parse_threads(value: str) -> int:
-    text = value.strip()
-    if not (text.isascii() and text.isdigit()):
-        raise ValueError("must be a whole number")
-    return int(text)
-
-
 def parse_token(value: str) -> str:
     text = value.strip()
     if not text:
@@ -444,16 +437,6 @@ class Settings(BaseModel):
             switch=True,
         ),
     ] = False
-    verify_threads: Annotated[
-        int | None,
-        Option(
-            flags=("--verify_threads", "--verify-threads"),
-            env=("OME_VERIFY_THREADS",),
-            parse=parse_threads,
-            help="threads that recover order signers off the event loop; 0: on it; "
-            "default 1 when the process may use two CPUs or more, else 0",
-        ),
-    ] = None
     max_inflight_per_user: Annotated[
         int,
         Option(

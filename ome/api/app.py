@@ -27,7 +27,7 @@ from ome.api.keys import (
     IN_FLIGHT,
     METRICS,
     ON_FATAL,
-    ORDER_VERIFIER,
+    ORDER_DOMAIN,
     READINESS,
     SENDER,
     SETTINGS,
@@ -41,7 +41,6 @@ from ome.config import Settings
 from ome.executioner import ExecutionerClient
 from ome.metrics import Metrics
 from ome.signing import Domain
-from ome.verifier import OrderVerifier, default_threads, usable_cpus
 
 MAX_BODY = 1024**2
 
@@ -52,10 +51,6 @@ def _now() -> int:
 
 def _ignore(exc: BaseException) -> None:
     pass
-
-
-async def _close(verifier: OrderVerifier) -> None:
-    verifier.close()
 
 
 def create_app(
@@ -85,14 +80,7 @@ def create_app(
     app[EXIT] = Exit()
     app[FEED_LIMITS] = feed_limits or FeedLimits()
     domain = settings.signature_domain
-    verifier = None
-    if domain is not None:
-        threads = settings.verify_threads
-        if threads is None:
-            threads = default_threads(usable_cpus())
-        verifier = OrderVerifier(Domain.of(*domain), threads)
-        app.on_cleanup.append(lambda app: _close(verifier))
-    app[ORDER_VERIFIER] = verifier
+    app[ORDER_DOMAIN] = None if domain is None else Domain.of(*domain)
     app[IN_FLIGHT] = InFlight(settings.max_inflight_per_user)
     app[METRICS] = metrics
     app[READINESS] = readiness

@@ -14,7 +14,7 @@ from ome.delivery import Sender
 from ome.executioner import ExecutionerClient
 from ome.fullbook import FullBooks
 from ome.metrics import Metrics
-from ome.verifier import OrderVerifier
+from ome.signing import Domain
 
 SETTINGS = web.AppKey("settings", Settings)
 COMMANDS = web.AppKey("commands", Commands)
@@ -40,7 +40,7 @@ class Exit:
 
 EXIT = web.AppKey("exit", Exit)
 # The domain order signatures are verified on; None when they are left to the executioner.
-ORDER_VERIFIER: web.AppKey[OrderVerifier | None] = web.AppKey("order_verifier")
+ORDER_DOMAIN: web.AppKey[Domain | None] = web.AppKey("order_domain")
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
 READINESS = web.AppKey("readiness", Readiness)
 # None when metrics are turned off.

@@ -31,7 +31,7 @@ from ome.api.keys import (
     FULL_BOOKS,
     IN_FLIGHT,
     METRICS,
-    ORDER_VERIFIER,
+    ORDER_DOMAIN,
     READINESS,
     SETTINGS,
 )
@@ -47,6 +47,7 @@ from ome.marketdata import (
     recent_trades,
 )
 from ome.metrics import CONTENT_TYPE
+from ome.signing import verify_order
 from ome.wire import (
     markets_json,
     message,
@@ -128,9 +129,9 @@ async def submit_order(request: web.Request) -> web.Response:
     app = request.app
     commands = app[COMMANDS]
     commands.check_entry(market, order)
-    verifier = app[ORDER_VERIFIER]
-    if verifier is not None:
-        await verifier.verify(order)
+    domain = app[ORDER_DOMAIN]
+    if domain is not None:
+        verify_order(domain, order)
     with app[IN_FLIGHT].hold(order.user):
         await app[EXECUTIONER].check(order.to_dict())
     status, fills = await commands.place(order)

@@ -429,35 +429,3 @@ async def test_a_failed_check_gives_its_slot_back(
         await refused(client, "POST", path, 400, json=order_body(1, created=created))
     fake_executioner.reset()
     await submit(client, order_body(1, created=NOW + 2))
-
-
-# ---------------------------------------------------------------- where verification runs
-
-
-@pytest.mark.parametrize("threads", [0, 1, 2])
-async def test_verification_decides_the_same_on_the_loop_and_in_threads(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    clock: Clock,
-    fake_executioner: FakeExecutioner,
-    threads: int,
-) -> None:
-    client = await verifying_client(aiohttp_client, settings, clock, verify_threads=threads)
-    await open_market(client, VECTOR_MARKET)
-    r, s, v = parts(VECTOR["signed_data"])
-    forged = await asyncio.gather(
-        *(
-            refused(
-                client,
-                "POST",
-                f"/book/{VECTOR_MARKET}/order",
-                400,
-                json=vector_body(signed_data=with_signature(r, s ^ (1 << bit), v)),
-            )
-            for bit in range(8)
-        )
-    )
-    assert forged == ["invalid_signature"] * 8
-    assert fake_executioner.checks == []
-    answer = await submit(client, vector_body(), VECTOR_MARKET)
-    assert (answer["message"], answer["id"]) == ("Add", VECTOR["id"])
