@@ -37,6 +37,8 @@ garbage collector stops tracking, so a full collection does not walk them.
 
 import asyncio
 from array import array
+from itertools import repeat
+from operator import attrgetter
 
 import orjson
 import structlog
@@ -82,6 +84,9 @@ class Block:
         return len(self.ids)
 
 
+_id = attrgetter("id")
+
+
 def _encode(order: Order) -> bytes:
     return orjson.dumps(order.to_dict())
 
@@ -104,10 +109,21 @@ class BookCache:
     def of(cls, book: Book) -> "BookCache":
         """The cache of `book` as it stands, every order still to be encoded; O(orders)."""
         cache = cls()
+        blocks_of = cache.blocks_of
+        # What `rested` would do order by order, a block at a time: the start builds
+        # this for every restored order before the service is ready.
         for side in Side:
+            levels = cache.levels[side]
             for level in book.levels(side):
-                for order in level.orders():
-                    cache.rested(order)
+                orders = level.orders()
+                blocks = levels[level.price] = []
+                for start in range(0, len(orders), BLOCK):
+                    block = Block(side, level.price)
+                    block.added = orders[start : start + BLOCK]
+                    blocks.append(block)
+                    blocks_of.update(zip(map(_id, block.added), repeat(block)))
+                cache.dirty.update(blocks)
+                cache.pending += len(orders)
         return cache
 
     # ------------------------------------------------------------ marks, from events

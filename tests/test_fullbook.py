@@ -43,6 +43,7 @@ steps = st.lists(
         st.tuples(st.just("tick"), st.integers(1, 5)),
         st.tuples(st.just("round"), st.sampled_from(MARKETS)),
         st.tuples(st.just("read"), st.sampled_from(MARKETS)),
+        st.tuples(st.just("restart")),
     ),
     max_size=150,
 )
@@ -92,6 +93,10 @@ class Flow:
             self.apply(Expire())
         elif step[0] == "round":
             self.books.cache(self.machine.state.exchange.get(step[1])).flush_round()
+        elif step[0] == "restart":
+            # As a start does: the cache built from the state as it stands.
+            self.books = FullBooks(self.machine.state.exchange)
+            self.books.build()
 
 
 def expected(flow: Flow, market: str) -> tuple[bytes, bytes]:
