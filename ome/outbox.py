@@ -11,14 +11,14 @@ after any restart and any replay, and different for any two fills ever made
 """
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ome.engine import Fill
 
 
-@dataclass(frozen=True, slots=True)
-class Pair:
+# A named tuple rather than a frozen dataclass: replay makes one per fill, and
+# a frozen dataclass sets each field through object.__setattr__ (3x the time).
+class Pair(NamedTuple):
     key: str
     seq: int
     maker: dict[str, Any]
