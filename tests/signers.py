@@ -43,3 +43,35 @@ def sign_order(body: dict[str, Any], signer: int, domain: Domain = DEV_DOMAIN) -
 
 def sign_cancel(order_id: str, signer: int) -> str:
     return sign_digest(key(signer), cancel_digest(order_id))
+
+
+def typed_order_data(chain_id: int, contract: str, message: dict[str, Any]) -> dict[str, Any]:
+    """tracer-utils' EIP-712 typed data of an order, as eth-account's encoder takes it;
+    `message` holds the order's fields by their typed-data names (maker, market, …)."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Order": [
+                {"name": "maker", "type": "address"},
+                {"name": "market", "type": "address"},
+                {"name": "price", "type": "uint256"},
+                {"name": "amount", "type": "uint256"},
+                {"name": "side", "type": "uint256"},
+                {"name": "expires", "type": "uint256"},
+                {"name": "created", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Order",
+        "domain": {
+            "name": "Tracer Protocol",
+            "version": "1.0",
+            "chainId": chain_id,
+            "verifyingContract": contract,
+        },
+        "message": message,
+    }

@@ -31,6 +31,7 @@ from ome.signing import (
     sign_digest,
     verify_order,
 )
+from tests.signers import typed_order_data
 
 VECTORS = json.loads((Path(__file__).resolve().parent / "vectors" / "signatures.json").read_text())
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -183,32 +184,10 @@ def test_r_that_is_no_point_on_the_curve_is_refused() -> None:
 
 def typed_data(domain: Domain, order: Order) -> dict[str, Any]:
     """tracer-utils' typed data of an order, spelled the way eth-account takes it."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Order": [
-                {"name": "maker", "type": "address"},
-                {"name": "market", "type": "address"},
-                {"name": "price", "type": "uint256"},
-                {"name": "amount", "type": "uint256"},
-                {"name": "side", "type": "uint256"},
-                {"name": "expires", "type": "uint256"},
-                {"name": "created", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Order",
-        "domain": {
-            "name": "Tracer Protocol",
-            "version": "1.0",
-            "chainId": domain.chain_id,
-            "verifyingContract": domain.verifying_contract,
-        },
-        "message": {
+    return typed_order_data(
+        domain.chain_id,
+        domain.verifying_contract,
+        {
             "maker": order.user,
             "market": order.target_tracer,
             "price": order.price,
@@ -217,7 +196,7 @@ def typed_data(domain: Domain, order: Order) -> dict[str, Any]:
             "expires": order.expiration,
             "created": order.created,
         },
-    }
+    )
 
 
 keys = st.binary(min_size=32, max_size=32).filter(lambda k: 0 < int.from_bytes(k, "big") < N)

@@ -17,7 +17,7 @@ from ome.config import Settings, load_settings
 from tests.api.conftest import Client, refused, submit
 from tests.builders import MARKET, NOW, Clock, order_body
 from tests.fakes import FakeExecutioner
-from tests.signers import DEV_DOMAIN, address, sign_order
+from tests.signers import DEV_DOMAIN, address, sign_order, typed_order_data
 
 VECTORS = json.loads(
     (Path(__file__).resolve().parents[1] / "vectors" / "signatures.json").read_text()
@@ -204,33 +204,11 @@ OTHER_SIGNATURE = (
 
 
 def typed_order(body: dict[str, Any], chain_id: int, contract: str) -> dict[str, Any]:
-    """tracer-utils' typed data of an order body, for eth-account's encoder."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Order": [
-                {"name": "maker", "type": "address"},
-                {"name": "market", "type": "address"},
-                {"name": "price", "type": "uint256"},
-                {"name": "amount", "type": "uint256"},
-                {"name": "side", "type": "uint256"},
-                {"name": "expires", "type": "uint256"},
-                {"name": "created", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Order",
-        "domain": {
-            "name": "Tracer Protocol",
-            "version": "1.0",
-            "chainId": chain_id,
-            "verifyingContract": contract,
-        },
-        "message": {
+    """tracer-utils' typed data of an order body, addresses checksummed as wallets write them."""
+    return typed_order_data(
+        chain_id,
+        contract,
+        {
             "maker": to_checksum_address(body["user"]),
             "market": to_checksum_address(body["target_tracer"]),
             "price": int(body["price"]),
@@ -239,7 +217,7 @@ def typed_order(body: dict[str, Any], chain_id: int, contract: str) -> dict[str,
             "expires": int(body["expiration"]),
             "created": int(body["created"]),
         },
-    }
+    )
 
 
 def other_order() -> dict[str, Any]:
