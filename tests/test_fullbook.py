@@ -21,26 +21,17 @@ from ome.api.streaming import book_pieces, orders_pieces
 from ome.commands import Machine
 from ome.engine import EngineError, Order, Side
 from ome.fullbook import FullBooks
-from ome.records import Cancel, CreateMarket, Expire, Place
+from ome.records import CreateMarket
 from ome.state import State
 from ome.wire import book_json, orders_json
-from tests.builders import MARKET, NOW, OTHER_MARKET, SIG, captured_logs, user
-
-MARKETS = (MARKET, OTHER_MARKET)
+from tests.builders import MARKET, NOW, captured_logs
+from tests.flows import CANCEL, MARKETS, TICK, command_of, places
 
 steps = st.lists(
     st.one_of(
-        st.tuples(
-            st.just("place"),
-            st.sampled_from(MARKETS),
-            st.integers(1, 4),
-            st.sampled_from(Side),
-            st.integers(97, 103),
-            st.integers(1, 30),
-            st.integers(1, 20),
-        ),
-        st.tuples(st.just("cancel"), st.integers(0, 200)),
-        st.tuples(st.just("tick"), st.integers(1, 5)),
+        places(97, 103),
+        CANCEL,
+        TICK,
         st.tuples(st.just("round"), st.sampled_from(MARKETS)),
         st.tuples(st.just("read"), st.sampled_from(MARKETS)),
         st.tuples(st.just("restart")),
@@ -71,26 +62,12 @@ class Flow:
         self.books.follow(applied)
 
     def step(self, step: tuple[Any, ...]) -> None:
-        if step[0] == "place":
-            _, market, who, side, price, amount, lifetime = step
-            order = Order.create(
-                user=user(who),
-                target_tracer=market,
-                side=side,
-                price=price,
-                amount=amount,
-                expiration=self.now + lifetime,
-                created=self.now + len(self.placed),
-                signed_data=SIG,
-            )
-            self.placed.append(order)
-            self.apply(Place(order))
-        elif step[0] == "cancel" and self.placed:
-            target = self.placed[step[1] % len(self.placed)]
-            self.apply(Cancel(target.target_tracer, target.id, None))
-        elif step[0] == "tick":
-            self.now += step[1]
-            self.apply(Expire())
+        if step[0] in ("place", "cancel", "tick"):
+            if step[0] == "tick":
+                self.now += step[1]
+            command = command_of(step, self.now, self.placed)
+            if command is not None:
+                self.apply(command)
         elif step[0] == "round":
             self.books.cache(self.machine.state.exchange.get(step[1])).flush_round()
         elif step[0] == "restart":

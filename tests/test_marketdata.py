@@ -19,28 +19,12 @@ from hypothesis import strategies as st
 from ome.commands import Machine
 from ome.engine import EngineError, Order, Side
 from ome.marketdata import depth_json, depth_update, recent_trades, touched_levels
-from ome.records import Cancel, CreateMarket, Expire, Place
+from ome.records import CreateMarket, Place
 from ome.state import TRADE_HISTORY, State
-from tests.builders import MARKET, NOW, OTHER_MARKET, SIG, user
+from tests.builders import MARKET, NOW, SIG, user
+from tests.flows import CANCEL, MARKETS, TICK, command_of, places
 
-MARKETS = (MARKET, OTHER_MARKET)
-
-commands = st.lists(
-    st.one_of(
-        st.tuples(
-            st.just("place"),
-            st.sampled_from(MARKETS),
-            st.integers(1, 4),
-            st.sampled_from(Side),
-            st.integers(95, 105),
-            st.integers(1, 30),
-            st.integers(1, 20),
-        ),
-        st.tuples(st.just("cancel"), st.integers(0, 200)),
-        st.tuples(st.just("tick"), st.integers(1, 5)),
-    ),
-    max_size=120,
-)
+commands = st.lists(st.one_of(places(95, 105), CANCEL, TICK), max_size=120)
 
 
 def naive_levels(machine: Machine, market: str, side: Side) -> list[list[Any]]:
@@ -82,28 +66,11 @@ def test_depth_updates_and_trades_follow_a_naive_model(flow: list[tuple[Any, ...
     fills: dict[str, list[dict[str, Any]]] = {m: [] for m in MARKETS}
     placed: list[Order] = []
     for step in flow:
-        if step[0] == "place":
-            _, market, who, side, price, amount, lifetime = step
-            order = Order.create(
-                user=user(who),
-                target_tracer=market,
-                side=side,
-                price=price,
-                amount=amount,
-                expiration=now + lifetime,
-                created=now + len(placed),
-                signed_data=SIG,
-            )
-            placed.append(order)
-            command: Any = Place(order)
-        elif step[0] == "cancel":
-            if not placed:
-                continue
-            target = placed[step[1] % len(placed)]
-            command = Cancel(target.target_tracer, target.id, None)
-        else:
+        if step[0] == "tick":
             now += step[1]
-            command = Expire()
+        command = command_of(step, now, placed)
+        if command is None:
+            continue
         try:
             applied = machine.apply(seq + 1, now, command)
         except EngineError:
