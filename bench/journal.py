@@ -144,6 +144,18 @@ class Variant:
     cpu_per_submission: list[float] = field(default_factory=list)
 
 
+def extract_commit(commit: str, into: Path) -> None:
+    """The files of `commit` (`git archive`) written into `into`."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+
+
 def reference_variant(folder: Path) -> Variant | str:
     """The reference commit's OME, or why it cannot run.
 
@@ -152,12 +164,7 @@ def reference_variant(folder: Path) -> Variant | str:
     with pip into REFERENCE_DEPS, outside the venv's own packages.
     """
     try:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", "--format=tar", REFERENCE_COMMIT],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        ).stdout
+        extract_commit(REFERENCE_COMMIT, folder)
         if not (REFERENCE_DEPS / "pydantic_settings").is_dir():
             subprocess.run(
                 [
@@ -170,8 +177,6 @@ def reference_variant(folder: Path) -> Variant | str:
             )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{type(exc).__name__}: {exc}"
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
     return Variant(f"before the journal ({REFERENCE_COMMIT})", folder, [], [REFERENCE_DEPS])
 
 
@@ -588,15 +593,8 @@ class Baseline:
 
 
 def baseline_tree(commit: str, data: Path, folder: Path) -> Baseline:
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", commit],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    ).stdout
     tree = folder / f"baseline-{commit}"
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(tree, filter="data")
+    extract_commit(commit, tree)
     return Baseline(commit, tree, data / "dump.json", data / "journal")
 
 
