@@ -40,8 +40,9 @@ about 200 bytes an id when many ids share an expiration, 370 when each has
 its own (tracemalloc, 1M ids; bench/engine.py prints it).
 
 One dict, `_ids`, knows every id the book has seen and not forgotten: it
-maps a resting order's id to the order, and a finished id to its expiration
-(the compact memory, with buckets by expiration for the sweep). So a submit
+maps a resting order's id to the order, and a finished id to the bucket of
+ids that share its expiration (`Remembered`; the compact memory, which the
+sweep walks by expiration). So a submit
 pays one lookup for the duplicate check, the finished check and the index
 insert together (`setdefault`), and an order that finishes has its entry
 replaced in place rather than deleted from one dict and added to another:
@@ -88,6 +89,8 @@ from enum import StrEnum
 from heapq import heapify, heappop, heappush
 from itertools import islice
 from typing import Final, NoReturn, Protocol
+
+from mypy_extensions import mypyc_attr
 
 # sortedcontainers ships no type hints; SortedKeys below declares what the book uses.
 from sortedcontainers import SortedList  # type: ignore[import-untyped, unused-ignore]
@@ -218,6 +221,23 @@ class UserOrders:
         self.live = 1
 
 
+# acyclic: see Order; a bucket holds only its list of id strings.
+@mypyc_attr(acyclic=True)
+class Remembered:
+    """The finished ids that share one expiration: the entry in `_ids` of each of them.
+
+    An id's entry is its bucket, not the expiration as an int: the compiled
+    build would box a new int for every id it remembers (32 bytes and an
+    allocation each), where this is one shared object.
+    """
+
+    __slots__ = ("expiration", "ids")
+
+    def __init__(self, expiration: int) -> None:
+        self.expiration = expiration
+        self.ids: list[str] = []
+
+
 class Book:
     """One market's order book. Every mutating method is a deterministic step.
 
@@ -273,7 +293,7 @@ class Book:
         self._asks = 0
         # Every known id (see the module docstring): a resting order, a dead one
         # listed in _deaths, or the expiration of a finished id.
-        self._ids: dict[str | None, Order | int | None] = {_LAYOUT_KEY: None}
+        self._ids: dict[str | None, Order | Remembered | None] = {_LAYOUT_KEY: None}
         self._deaths: list[Order] = []
         # The earliest expiration among _deaths (_NO_LEVEL when none), for expiry_due.
         self._deaths_due = _NO_LEVEL
@@ -286,9 +306,9 @@ class Book:
         # next order usually shares; forgotten whenever buckets are popped or rebuilt.
         self._last_expiration = -1
         self._last_bucket: list[Order] = []
-        # Finished-order memory: how many expirations _ids holds, and the ids by expiration.
+        # Finished-order memory: how many ids _ids remembers, and their buckets by expiration.
         self._finished_count = 0
-        self._finished_at: dict[int, list[str]] = {}
+        self._finished_at: dict[int, Remembered] = {}
         self._finished_heap: list[int] = []
 
     # ------------------------------------------------------------------ reads
@@ -385,15 +405,13 @@ class Book:
     def finished(self) -> list[tuple[str, int]]:
         """The finished-order memory: (id, expiration) of every remembered id, sorted by id."""
         remembered = [
-            (oid, entry)
-            if isinstance(entry, int)
-            else (oid, entry.expiration)
+            (oid, entry.expiration)
             for oid, entry in self._known()
-            if isinstance(entry, int) or not entry.amount_left
+            if isinstance(entry, Remembered) or not entry.amount_left
         ]
         return sorted(remembered)
 
-    def _known(self) -> Iterator[tuple[str, Order | int]]:
+    def _known(self) -> Iterator[tuple[str, Order | Remembered]]:
         """The entries of `_ids` that are ids, in the order they were added."""
         for oid, entry in self._ids.items():
             if oid is not None and entry is not None:
@@ -404,7 +422,7 @@ class Book:
         entry = self._ids.get(order_id)
         if isinstance(entry, Order):
             return not entry.amount_left and now < entry.expiration
-        return isinstance(entry, int) and now < entry
+        return isinstance(entry, Remembered) and now < entry.expiration
 
     def fillable(self, order: Order, now: int) -> int:
         """The amount `submit(order, now)` would trade right now, without changing anything.
@@ -536,11 +554,10 @@ class Book:
         heap = self._finished_heap
         ids = self._ids
         while heap and heap[0] <= now:
-            expiration = heappop(heap)
-            for oid in self._finished_at.pop(expiration):
-                # Not when the id was submitted again since: its entry is an order now.
-                entry = ids.get(oid)
-                if isinstance(entry, int) and entry == expiration:
+            remembered = self._finished_at.pop(heappop(heap))
+            for oid in remembered.ids:
+                # Not when the id was taken again since: its entry is an order or another bucket.
+                if ids.get(oid) is remembered:
                     del ids[oid]
                     self._finished_count -= 1
         if removed:
@@ -784,7 +801,7 @@ class Book:
         if len(listed.orders) > 2 * live + self._user_slack:
             listed.orders = [order for order in listed.orders if order.amount_left]
 
-    def _replace_known(self, order: Order, known: Order | int | None, now: int) -> None:
+    def _replace_known(self, order: Order, known: Order | Remembered | None, now: int) -> None:
         """Give `order` the entry of its id, which is known already, or raise what refuses it.
 
         Only an id whose memory has run out can be taken again. (With real
@@ -799,8 +816,8 @@ class Book:
                 raise OrderFinished(oid)
             self._deaths.remove(known)
             self._deaths_due = min((dead.expiration for dead in self._deaths), default=_NO_LEVEL)
-        elif isinstance(known, int):
-            if now < known:
+        elif isinstance(known, Remembered):
+            if now < known.expiration:
                 raise OrderFinished(oid)
             self._finished_count -= 1
         # Deleted first, so that the new order comes last in arrival order.
@@ -808,18 +825,17 @@ class Book:
         self._ids[oid] = order
 
     def _remember(self, order_id: str, expiration: int) -> None:
-        """Make `order_id`'s entry its expiration (replaced in place when it is an order).
+        """Make `order_id`'s entry its expiration's bucket (replaced in place when it is an order).
 
         Never called for an id already remembered, so the entry is new to the count.
         """
         self._finished_count += 1
-        self._ids[order_id] = expiration
         bucket = self._finished_at.get(expiration)
         if bucket is None:
-            self._finished_at[expiration] = [order_id]
+            bucket = self._finished_at[expiration] = Remembered(expiration)
             heappush(self._finished_heap, expiration)
-        else:
-            bucket.append(order_id)
+        bucket.ids.append(order_id)
+        self._ids[order_id] = bucket
 
     def _settle(self) -> None:
         """Replace the orders that died while matching by their expirations in `_ids`.
@@ -831,20 +847,19 @@ class Book:
         finished_at = self._finished_at
         # Orders that die together mostly share an expiration: look its bucket up once.
         last = -1
-        bucket: list[str] = []
+        bucket: Remembered | None = None
         for order in self._deaths:
             oid = order.id
             # _remember(), inlined: this runs once for every order that ever fills.
             expiration = order.expiration
-            ids[oid] = expiration
-            if expiration != last:
-                found = finished_at.get(expiration)
-                if found is None:
-                    found = finished_at[expiration] = []
+            if bucket is None or expiration != last:
+                bucket = finished_at.get(expiration)
+                if bucket is None:
+                    bucket = finished_at[expiration] = Remembered(expiration)
                     heappush(self._finished_heap, expiration)
-                bucket = found
                 last = expiration
-            bucket.append(oid)
+            bucket.ids.append(oid)
+            ids[oid] = bucket
         self._finished_count += len(self._deaths)
         self._deaths = []
         self._deaths_due = _NO_LEVEL
@@ -962,8 +977,10 @@ class Book:
         live = 0
         finished: list[tuple[str, int]] = []
         for oid, entry in self._known():
-            if isinstance(entry, int):
-                finished.append((oid, entry))
+            if isinstance(entry, Remembered):
+                if self._finished_at.get(entry.expiration) is not entry:
+                    _fail(f"finished {oid}: its bucket is not filed under its expiration")
+                finished.append((oid, entry.expiration))
                 continue
             if entry.id != oid:
                 _fail(f"id index: {oid} holds order {entry.id}")
@@ -1013,7 +1030,10 @@ class Book:
         _require(len(heap) == len(self._finished_at), "finished heap != buckets")
         _require(set(heap) == self._finished_at.keys(), "finished heap != buckets")
         bucketed = {
-            (oid, expiration) for expiration, bucket in self._finished_at.items() for oid in bucket
+            (oid, expiration)
+            for expiration, bucket in self._finished_at.items()
+            for oid in bucket.ids
+            if bucket.expiration == expiration
         }
         for oid, expiration in finished:
             if (oid, expiration) not in bucketed:
