@@ -6,8 +6,8 @@ levels are walked best-first in O(N) for the first N (`levels`,
 `depth_levels`, `fillable`, and matching past a level it has to leave
 standing). A bid rests under the key `-price` and an ask under `price`, so on
 both sides the smallest key is the best price and one matching loop serves
-both. The best key of each side is cached (`_best`, `_NO_LEVEL` when the
-side is empty): a submit that does not cross reads one int.
+both. The best key of each side is cached (`_best_bid`, `_best_ask`,
+`_NO_LEVEL` when the side is empty): a submit that does not cross reads one int.
 
 Matching takes the next best level from a binary heap of the keys (heapq, in
 C), not from the sorted list: `SortedList` is pure Python, and adding or
@@ -88,7 +88,7 @@ from collections.abc import Iterator
 from enum import StrEnum
 from heapq import heapify, heappop, heappush
 from itertools import islice
-from typing import Final, NoReturn, Protocol
+from typing import Any, Final, NoReturn, Protocol
 
 from mypy_extensions import mypyc_attr
 
@@ -165,6 +165,8 @@ def _sorted_keys() -> SortedKeys:
     return keys
 
 
+# acyclic: see Order; a level holds only its orders and ints.
+@mypyc_attr(acyclic=True)
 class PriceLevel:
     """The orders at one price in time priority, with their total amount left.
 
@@ -211,6 +213,8 @@ class PriceLevel:
         self.dead = dead
 
 
+# acyclic: see Order.
+@mypyc_attr(acyclic=True)
 class UserOrders:
     """One user's resting orders in acceptance order (with stale entries), and how many rest."""
 
@@ -247,7 +251,8 @@ class Book:
 
     __slots__ = (
         "_asks",
-        "_best",
+        "_best_ask",
+        "_best_bid",
         "_bids",
         "_by_user",
         "_deaths",
@@ -265,6 +270,7 @@ class Book:
         "_keys_removed",
         "_last_bucket",
         "_last_expiration",
+        "_last_remembered",
         "_levels",
         "_slack",
         "_user_slack",
@@ -287,7 +293,9 @@ class Book:
         self._keys_added: list[set[int]] = [set(), set()]
         self._keys_removed: list[set[int]] = [set(), set()]
         self._heaps: list[list[int]] = [[], []]
-        self._best = [_NO_LEVEL, _NO_LEVEL]
+        # Plain attributes, not a list: compiled, a list boxes every int stored in it.
+        self._best_bid = _NO_LEVEL
+        self._best_ask = _NO_LEVEL
         # Resting orders per side (plain attributes: compiled, a list would box them).
         self._bids = 0
         self._asks = 0
@@ -309,6 +317,8 @@ class Book:
         # Finished-order memory: how many ids _ids remembers, and their buckets by expiration.
         self._finished_count = 0
         self._finished_at: dict[int, Remembered] = {}
+        # The bucket _remember used last, None once the sweep may have popped it.
+        self._last_remembered: Remembered | None = None
         self._finished_heap: list[int] = []
 
     # ------------------------------------------------------------------ reads
@@ -322,12 +332,12 @@ class Book:
 
     @property
     def best_bid(self) -> int | None:
-        key = self._best[0]
+        key = self._best_bid
         return None if key == _NO_LEVEL else -key
 
     @property
     def best_ask(self) -> int | None:
-        key = self._best[1]
+        key = self._best_ask
         return None if key == _NO_LEVEL else key
 
     @property
@@ -338,14 +348,14 @@ class Book:
     @property
     def spread(self) -> int:
         """Best ask minus best bid; negative when crossed, 0 when a side is empty."""
-        bid, ask = self._best
+        bid, ask = self._best_bid, self._best_ask
         if bid == _NO_LEVEL or ask == _NO_LEVEL:
             return 0
         return ask + bid
 
     @property
     def crossed(self) -> bool:
-        bid, ask = self._best
+        bid, ask = self._best_bid, self._best_ask
         return bid != _NO_LEVEL and ask != _NO_LEVEL and -bid >= ask
 
     def get(self, order_id: str) -> Order:
@@ -488,7 +498,7 @@ class Book:
         else:
             opposite = 0
             limit = -order.price
-        if self._best[opposite] <= limit:
+        if (self._best_ask if opposite else self._best_bid) <= limit:
             fills, expired = self._take(order, opposite, limit, now)
             if not order.amount_left:
                 # Its entry in _ids was made by this submit and is still in the
@@ -555,6 +565,7 @@ class Book:
         ids = self._ids
         while heap and heap[0] <= now:
             remembered = self._finished_at.pop(heappop(heap))
+            self._last_remembered = None
             for oid in remembered.ids:
                 # Not when the id was taken again since: its entry is an order or another bucket.
                 if ids.get(oid) is remembered:
@@ -581,9 +592,11 @@ class Book:
         # there), each emptied level was the best and the heap's top is the
         # next; after one, the levels behind it are walked in the sorted list.
         walk: Iterator[int] | None = None
-        key = self._best[opposite]
+        key = self._best_of(opposite)
         while key <= limit:
-            level = levels[key]
+            # Boxed once for the dict and the notes (see _rest).
+            boxed: Any = key
+            level = levels[boxed]
             price = level.price
             traded = 0
             died = 0
@@ -648,8 +661,8 @@ class Book:
                     if 2 * dead > len(queue) - head or (head > _TRIM and 2 * head > len(queue)):
                         level.bury(0)
                 else:
-                    del levels[key]
-                    self._level_gone(opposite, key)
+                    del levels[boxed]
+                    self._level_gone(opposite, boxed)
                     gone = True
                     if walk is None:
                         self._next_best(opposite)
@@ -657,7 +670,7 @@ class Book:
                 break
             if walk is None:
                 if gone:
-                    key = self._best[opposite]
+                    key = self._best_of(opposite)
                     continue
                 walk = self._sorted(opposite).irange(key, None, (False, False))
             key = next(walk, _NO_LEVEL)
@@ -670,6 +683,9 @@ class Book:
 
     def _rest(self, order: Order) -> None:
         price = order.price
+        # Any, not int: the key is boxed here once. As an int, the compiled build
+        # would allocate a new int object for each dict, set and heap it meets.
+        key: Any
         if order.side is _BID:
             side = 0
             key = -price
@@ -713,7 +729,9 @@ class Book:
         Its entry in `_ids` is the caller's to replace or delete.
         """
         side = order.side
-        key = -order.price if side is _BID else order.price
+        native_key = -order.price if side is _BID else order.price
+        # Boxed once for the dict and the notes (see _rest).
+        key: Any = native_key
         levels = self._levels[side]
         level = levels[key]
         level.volume -= order.amount_left
@@ -728,7 +746,7 @@ class Book:
         if level.head == len(level.queue):
             del levels[key]
             self._level_gone(side, key)
-            if key == self._best[side]:
+            if native_key == self._best_of(side):
                 self._next_best(side)
             self._bound_notes(side)
         if side:
@@ -751,10 +769,15 @@ class Book:
             added.clear()
         return keys
 
-    def _level_added(self, side: int, key: int) -> None:
+    def _level_added(self, side: int, key: Any) -> None:
+        """Note a new level; `key` is the boxed int its caller made (see _rest)."""
         heappush(self._heaps[side], key)
-        if key < self._best[side]:
-            self._best[side] = key
+        native_key: int = key
+        if side:
+            if native_key < self._best_ask:
+                self._best_ask = native_key
+        elif native_key < self._best_bid:
+            self._best_bid = native_key
         removed = self._keys_removed[side]
         if key in removed:
             removed.remove(key)
@@ -762,8 +785,11 @@ class Book:
             self._keys_added[side].add(key)
         self._bound_notes(side)
 
-    def _level_gone(self, side: int, key: int) -> None:
-        """Note that a level emptied; its key stays in the heap until it reaches the top."""
+    def _level_gone(self, side: int, key: Any) -> None:
+        """Note that a level emptied; its key stays in the heap until it reaches the top.
+
+        `key` is the boxed int its caller made (see _rest).
+        """
         added = self._keys_added[side]
         if key in added:
             added.remove(key)
@@ -775,13 +801,22 @@ class Book:
             heap[:] = levels
             heapify(heap)
 
+    def _best_of(self, side: int) -> int:
+        return self._best_ask if side else self._best_bid
+
     def _next_best(self, side: int) -> None:
         """The best level is gone: drop the stale keys at the heap's top, cache the new best."""
-        heap = self._heaps[side]
+        # Any, not int: the compiled build would unbox each key read and box it
+        # again for the dict lookup, allocating an int every time.
+        heap: list[Any] = self._heaps[side]
         levels = self._levels[side]
         while heap and heap[0] not in levels:
             heappop(heap)
-        self._best[side] = heap[0] if heap else _NO_LEVEL
+        best = heap[0] if heap else _NO_LEVEL
+        if side:
+            self._best_ask = best
+        else:
+            self._best_bid = best
 
     def _bound_notes(self, side: int) -> None:
         """Keep the notes for the sorted keys O(levels); never while the sorted list is walked."""
@@ -830,10 +865,15 @@ class Book:
         Never called for an id already remembered, so the entry is new to the count.
         """
         self._finished_count += 1
-        bucket = self._finished_at.get(expiration)
-        if bucket is None:
-            bucket = self._finished_at[expiration] = Remembered(expiration)
-            heappush(self._finished_heap, expiration)
+        # Ids finished one after another mostly share an expiration: the last
+        # bucket spares a lookup, and boxing the expiration for it.
+        bucket = self._last_remembered
+        if bucket is None or bucket.expiration != expiration:
+            bucket = self._finished_at.get(expiration)
+            if bucket is None:
+                bucket = self._finished_at[expiration] = Remembered(expiration)
+                heappush(self._finished_heap, expiration)
+            self._last_remembered = bucket
         bucket.ids.append(order_id)
         self._ids[order_id] = bucket
 
@@ -968,7 +1008,7 @@ class Book:
             _require(levels.keys() <= set(heap), f"{side.name} level heap misses a level")
             _require(len(heap) <= 2 * len(levels) + _TRIM, f"{side.name} level heap too stale")
             best = min(levels, default=_NO_LEVEL)
-            _require(self._best[side] == best, f"{side.name} best key is not the first level")
+            _require(self._best_of(side) == best, f"{side.name} best key is not the first level")
             _require(not heap or heap[0] == best, f"{side.name} level heap's top is stale")
         dying = {id(order) for order in self._deaths}
         _require(len(dying) == len(self._deaths), "an order is listed to settle twice")
@@ -1028,6 +1068,11 @@ class Book:
         heap = self._finished_heap
         _check_heap(heap, "finished heap")
         _require(len(heap) == len(self._finished_at), "finished heap != buckets")
+        last = self._last_remembered
+        _require(
+            last is None or self._finished_at.get(last.expiration) is last,
+            "the last finished bucket is not filed",
+        )
         _require(set(heap) == self._finished_at.keys(), "finished heap != buckets")
         bucketed = {
             (oid, expiration)
