@@ -36,8 +36,8 @@ taker), cancelled or expired is remembered with its expiration, and refused
 twice. An entry is forgotten by the first `sweep_expired(now)` with
 `now >= expiration`; until then it is part of the state (snapshots keep it).
 Its memory is the id string (115 bytes), one dict entry and one bucket slot:
-about 200 bytes an id when many ids share an expiration, 370 when each has
-its own (tracemalloc, 1M ids; bench/engine.py prints it).
+about 170 bytes an id when many ids share an expiration, 400 when each has
+its own bucket (compiled build, tracemalloc, 1M ids; bench/engine.py prints it).
 
 One dict, `_ids`, knows every id the book has seen and not forgotten: it
 maps a resting order's id to the order, and a finished id to the bucket of
