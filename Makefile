@@ -34,7 +34,8 @@ test: lint
 	else echo "no C compiler found: the mypyc-compiled engine was not tested"; fi
 
 # build/ is setuptools' own: a module compiled by an earlier setup.py would be packed again.
-$(COMPILED)/.built: $(VENV)/.installed-test setup.py $(wildcard ome/engine/*.py)
+# Every module is a prerequisite: the build holds the whole package, which benches then run.
+$(COMPILED)/.built: $(VENV)/.installed-test setup.py $(wildcard ome/*.py ome/*/*.py)
 	rm -rf $(COMPILED) build
 	MYPYC_ENGINE=1 $(PY) -m pip wheel --quiet --no-build-isolation --no-deps -w $(COMPILED)/dist .
 	$(PY) -m pip install --quiet --no-deps --target $(COMPILED)/lib $(COMPILED)/dist/*.whl
