@@ -2,8 +2,9 @@
 # carries neither the sources nor the build tools, only the installed package.
 
 FROM python:3.11-slim AS build
-# The matching engine is compiled with mypyc (setup.py, MYPYC_ENGINE=1), which
-# needs a C compiler and mypy here only; the runtime stage gets the wheel.
+# The matching engine and the command step are compiled with mypyc (setup.py,
+# MYPYC_ENGINE=1), which needs a C compiler and mypy here only; the runtime
+# stage gets the wheel.
 # Debian's gcc follows the base image's release; a pinned version would break at its next update.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -11,9 +12,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml ./
-# mypyc type-checks the engine against the libraries it imports (eth-hash), so
-# they must be installed here too: the project's own dependency list, read from
-# pyproject.toml so that it cannot drift from it.
+# mypyc type-checks the compiled modules against the libraries they import
+# (eth-hash, orjson, structlog), so they must be installed here too: the
+# project's own dependency list, read from pyproject.toml so that it cannot
+# drift from it.
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install --no-cache-dir "mypy==2.4.1" "setuptools==80.9.0" "wheel==0.45.1" \
         --requirement /tmp/requirements.txt

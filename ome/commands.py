@@ -42,7 +42,6 @@ from ome.engine import (
     Status,
 )
 from ome.journal import Journal, JournalUnavailable
-from ome.outbox import make_pair
 from ome.records import (
     Cancel,
     Command,
@@ -258,9 +257,7 @@ class Machine:
         market_seq = book.seq
         keys = []
         for index, fill in enumerate(fills):
-            pair = make_pair(fill, seq, index)
-            outbox.add(pair)
-            keys.append(pair.key)
+            keys.append(outbox.add_fill(fill, seq, index))
             maker, taker, price, amount, _, _ = fill
             history.append(
                 TradeRecord(market_seq, time, price, amount, maker.id, taker.id, taker.side)

@@ -48,6 +48,10 @@ _CRC_FROM = HEADER.size - _SEQ.size
 SUFFIX = ".journal"
 # A record is one command: a few hundred bytes. Anything this large is damage.
 MAX_RECORD = 1 << 20
+# Bytes of records checked together before any of them is yielded: the check streams through
+# them in a row, where checking each record between the replays of the others found its bytes
+# evicted from the cache every time (replay took 7% longer).
+CHECK_RUN = 1 << 20
 
 
 class JournalError(Exception):
@@ -123,8 +127,6 @@ def read_segments(
             f"ends at {after}: records {after + 1}..{first - 1} are missing"
         )
     expected: int | None = None
-    unpack_header = HEADER.unpack_from
-    crc32 = zlib.crc32
     for index, (first, path) in enumerate(found):
         is_last = index == len(found) - 1
         if expected is not None and first != expected:
@@ -133,40 +135,23 @@ def read_segments(
                 "(a segment is missing or out of place)"
             )
         data = path.read_bytes()
-        view = memoryview(data)
         size = len(data)
         offset = 0
         seq = first - 1
         while offset < size:
-            # A sound record, checked inline: a call per record was a fifth of replay's time.
-            start = offset + HEADER.size
-            end = -1
-            if start <= size:
-                length, crc, record_seq = unpack_header(data, offset)
-                end = start + length
-                if not (
-                    end <= size
-                    and record_seq == seq + 1
-                    and length <= MAX_RECORD
-                    and crc32(view[offset + _CRC_FROM : end]) == crc
-                ):
-                    end = -1
-            if end < 0:
-                # Something is wrong: name it.
-                checked = _check_record(data, view, offset, seq + 1)
-                if isinstance(checked, _Problem):
-                    if is_last and checked.endswith_at_eof:
-                        scan.torn = Torn(path, offset, size)
-                        break
-                    raise JournalCorrupt(f"journal {path} at offset {offset}: {checked.reason}")
-                end = checked
-            seq += 1
-            if seq > after:
-                yield seq, data[start:end]
-            offset = end
-            if seq == until:
-                scan.last_seq = max(scan.last_seq, seq)
-                return
+            payloads, offset, problem = _check_run(data, offset, seq + 1, offset + CHECK_RUN)
+            for payload in payloads:
+                seq += 1
+                if seq > after:
+                    yield seq, payload
+                if seq == until:
+                    scan.last_seq = max(scan.last_seq, seq)
+                    return
+            if problem is not None:
+                if is_last and problem.endswith_at_eof:
+                    scan.torn = Torn(path, offset, size)
+                    break
+                raise JournalCorrupt(f"journal {path} at offset {offset}: {problem.reason}")
         expected = seq + 1
         scan.last_seq = max(scan.last_seq, seq)
         scan.last_segment = path
@@ -179,8 +164,38 @@ class _Problem:
     endswith_at_eof: bool
 
 
-def _check_record(data: bytes, view: memoryview, offset: int, expected_seq: int) -> int | _Problem:
-    """Where the record at `offset` ends, or what is wrong with it; `view` is `data`'s."""
+def _check_run(
+    data: bytes, offset: int, seq: int, stop: int
+) -> tuple[list[bytes], int, _Problem | None]:
+    """The payloads of the records from `offset` on, the first numbered `seq`, up to the
+    first that starts at `stop` or later; where they end, and what is wrong with the
+    record there if that stopped the run."""
+    payloads: list[bytes] = []
+    size = len(data)
+    unpack_header = HEADER.unpack_from
+    crc32 = zlib.crc32
+    while offset < size and offset < stop:
+        # A sound record, checked inline: a call per record was a fifth of replay's time.
+        start = offset + HEADER.size
+        if start <= size:
+            length, crc, record_seq = unpack_header(data, offset)
+            end = start + length
+            if (
+                end <= size
+                and record_seq == seq
+                and length <= MAX_RECORD
+                and crc32(data[offset + _CRC_FROM : end]) == crc
+            ):
+                payloads.append(data[start:end])
+                offset = end
+                seq += 1
+                continue
+        return payloads, offset, _problem(data, offset, seq)
+    return payloads, offset, None
+
+
+def _problem(data: bytes, offset: int, expected_seq: int) -> _Problem:
+    """What is wrong with the record at `offset`, which the inline check found unsound."""
     remaining = len(data) - offset
     if remaining < HEADER.size:
         return _Problem("record header cut short", True)
@@ -191,11 +206,10 @@ def _check_record(data: bytes, view: memoryview, offset: int, expected_seq: int)
     if end > len(data):
         return _Problem("record cut short", True)
     # The seq field and the payload lie side by side: one CRC pass covers both.
-    if zlib.crc32(view[offset + _CRC_FROM : end]) != crc:
+    if zlib.crc32(data[offset + _CRC_FROM : end]) != crc:
         return _Problem("CRC mismatch", end == len(data))
-    if seq != expected_seq:
-        return _Problem(f"sequence {seq} where {expected_seq} was expected", False)
-    return end
+    # Everything else held: the inline check failed on the sequence number.
+    return _Problem(f"sequence {seq} where {expected_seq} was expected", False)
 
 
 def cut_torn_tail(torn: Torn) -> None:

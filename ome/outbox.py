@@ -42,13 +42,24 @@ def make_pair(fill: Fill, seq: int, index: int) -> Pair:
     )
 
 
+# A pair made by a fill and not yet read: the fill, its command's seq and its index there.
+_Unread = tuple[Fill, int, int]
+
+
 class PendingPairs:
-    """Undelivered pairs by key, in the order they were made (dicts keep insertion order)."""
+    """Undelivered pairs by key, in the order they were made (dicts keep insertion order).
+
+    A pair made by a fill keeps the fill until somebody reads the pair: replay
+    makes one per fill, and most are settled by a later record before they
+    are read, so building their two order objects then would be wasted. The
+    pair read later is the one `make_pair` made at the fill: an order changes
+    nothing but its amount left, and the fill holds the amounts left it had.
+    """
 
     __slots__ = ("_pairs",)
 
     def __init__(self, pairs: list[Pair] | None = None) -> None:
-        self._pairs: dict[str, Pair] = {pair.key: pair for pair in pairs or ()}
+        self._pairs: dict[str, Pair | _Unread] = {pair.key: pair for pair in pairs or ()}
 
     def __len__(self) -> int:
         return len(self._pairs)
@@ -56,18 +67,33 @@ class PendingPairs:
     def __contains__(self, key: object) -> bool:
         return key in self._pairs
 
-    def add(self, pair: Pair) -> None:
-        self._pairs[pair.key] = pair
+    def add_fill(self, fill: Fill, seq: int, index: int) -> str:
+        """Add the pair of fill number `index` of command `seq`; its key."""
+        key = pair_key(fill[1].target_tracer, seq, index)
+        self._pairs[key] = (fill, seq, index)
+        return key
 
-    def remove(self, key: str) -> Pair:
-        return self._pairs.pop(key)
+    def remove(self, key: str) -> None:
+        """Remove the pair `key`; KeyError when it is not pending."""
+        del self._pairs[key]
 
     def first(self) -> Pair | None:
-        return next(iter(self._pairs.values()), None)
+        for key, entry in self._pairs.items():
+            pair = _read(entry)
+            # The sender reads the oldest pair on every attempt: build it once.
+            self._pairs[key] = pair
+            return pair
+        return None
 
     def pairs(self) -> list[Pair]:
         """Every pending pair, oldest first."""
-        return list(self._pairs.values())
+        return [_read(entry) for entry in self._pairs.values()]
+
+
+def _read(entry: Pair | _Unread) -> Pair:
+    if isinstance(entry, Pair):
+        return entry
+    return make_pair(*entry)
 
 
 def parse_pair(raw: Any, *, default_seq: int = 0) -> Pair:

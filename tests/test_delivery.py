@@ -203,6 +203,21 @@ async def test_pairs_made_before_the_sender_started_go_first(
     assert [p["maker"]["price"] for p in delivered] == ["100", "50"]
 
 
+async def test_a_pending_pair_keeps_the_amounts_of_its_fill(desk: Desk) -> None:
+    """Its maker traded again before the pair was read: the pair still shows the first fill."""
+    ask = make_order(Side.Ask, 100, 5, trader=MAKER_USER)
+    await desk.commands.place(ask)
+    first = make_order(Side.Bid, 100, 2, trader=TAKER_USER, created=NOW + 1)
+    second = make_order(Side.Bid, 100, 3, trader=TAKER_USER, created=NOW + 2)
+    await desk.commands.place(first)
+    await desk.commands.place(second)
+
+    assert [(p.maker, p.taker) for p in desk.pending()] == [
+        (ask.to_dict(amount_left=3), first.to_dict(amount_left=0)),
+        (ask.to_dict(amount_left=0), second.to_dict(amount_left=0)),
+    ]
+
+
 class HeldDisk(SegmentFile):
     """A disk whose writes wait while `held` is clear."""
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ome.journal import (
+    CHECK_RUN,
     HEADER,
     Journal,
     JournalCorrupt,
@@ -182,6 +183,32 @@ def test_corruption_before_the_end_names_file_and_offset(tmp_path: Path) -> None
     with pytest.raises(JournalCorrupt, match=rf"{path.name} at offset {second}: CRC"):
         read_all(tmp_path)
     assert path.read_bytes() == before
+
+
+def test_a_long_segment_comes_back_whole_and_its_corruption_is_found(tmp_path: Path) -> None:
+    """Records over several megabytes (read in runs of CHECK_RUN bytes)."""
+    records = [(seq, b'["e",%d,"%s"]' % (seq, b"x" * 1000)) for seq in range(1, 3001)]
+    path = write_segment(tmp_path, records)
+    assert path.stat().st_size > 2 * CHECK_RUN
+    assert read_all(tmp_path)[0] == records
+    assert read_all(tmp_path, after=2500)[0] == records[2500:]
+
+    damaged = 2222
+    offset = sum(len(frame(seq, payload)) for seq, payload in records[: damaged - 1])
+    data = bytearray(path.read_bytes())
+    data[offset + HEADER.size] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match=rf"{path.name} at offset {offset}: CRC"):
+        read_all(tmp_path)
+
+
+def test_reading_up_to_a_record_ignores_the_one_being_written_after_it(tmp_path: Path) -> None:
+    """A checkpoint reads the segment the OME still appends to, up to its boundary."""
+    path = write_segment(tmp_path, payloads(5))
+    path.write_bytes(path.read_bytes() + frame(6, b'["e",6]')[:-2])
+    scan = Scan(0)
+    assert list(read_segments(tmp_path, 0, scan, until=4)) == payloads(4)
+    assert scan.last_seq == 4 and scan.torn is None
 
 
 def test_a_sequence_gap_inside_a_segment_is_corruption(tmp_path: Path) -> None:

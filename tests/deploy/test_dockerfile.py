@@ -143,15 +143,15 @@ def _imports(path: Path) -> set[str]:
 
 
 def _compiled_modules() -> list[str]:
-    """setup.py's ENGINE_MODULES, read without running setup.py."""
+    """setup.py's COMPILED_MODULES, read without running setup.py."""
     for node in ast.parse((ROOT / "setup.py").read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Assign) and any(
-            isinstance(target, ast.Name) and target.id == "ENGINE_MODULES"
+            isinstance(target, ast.Name) and target.id == "COMPILED_MODULES"
             for target in node.targets
         ):
             modules: list[str] = ast.literal_eval(node.value)
             return modules
-    raise AssertionError("setup.py names no ENGINE_MODULES")
+    raise AssertionError("setup.py names no COMPILED_MODULES")
 
 
 def _libraries_reached(paths: list[Path]) -> set[str]:
