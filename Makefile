@@ -45,12 +45,12 @@ $(COMPILED)/.built: $(VENV)/.installed-test setup.py $(wildcard ome/*.py ome/*/*
 # The tests that drive the compiled modules (the engine and the command path),
 # which is nearly all of them. Left out, to keep `make test` within minutes:
 # tests/deploy (it builds wheels of its own) and the tests of configuration,
-# logging, signing, connections, documents, bench smoke runs and the API schema,
-# which the pure run covers and whose code is not compiled.
+# logging, signing, connections, signals, the feed, documents, bench smoke runs
+# and the API schema, which the pure run covers and whose code is not compiled.
 NOT_COMPILED_TESTS := deploy test_config.py test_config_access.py test_logs.py \
 	test_broken_stdout.py test_docs.py test_sign.py test_signing.py test_readiness.py \
-	test_bench_smoke.py test_bench_journal_smoke.py api/test_schemathesis.py \
-	api/test_connections.py
+	test_lifecycle.py test_bench_smoke.py test_bench_journal_smoke.py \
+	api/test_schemathesis.py api/test_connections.py api/test_feed.py
 
 test-compiled: $(COMPILED)/.built
 	cd $(COMPILED) && PYTHONPATH=$(CURDIR)/$(COMPILED)/lib $(CURDIR)/$(PY) -c \
