@@ -246,6 +246,9 @@ class Machine:
     ) -> tuple[Status, list[Fill], list[Order], list[str]]:
         """Submit `order`; its status, fills, the makers that expired and each fill's pair key."""
         book = self.state.exchange.get(order.target_tracer)
+        status: Status
+        fills: list[Fill]
+        expired: list[Order]
         status, fills, expired = book.submit(order, time)
         book.seq += 1
         if not fills:
