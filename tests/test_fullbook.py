@@ -76,6 +76,14 @@ class Flow:
             self.books.build()
 
 
+def flow_after_places(count: int) -> Flow:
+    """A flow that placed `count` small orders on MARKET, over a few traders and crossing prices."""
+    flow = Flow()
+    for i in range(count):
+        flow.step(("place", MARKET, 1 + i % 4, Side(i % 2), 97 + i % 7, 5, 20))
+    return flow
+
+
 def expected(flow: Flow, market: str) -> tuple[bytes, bytes]:
     book = flow.machine.state.exchange.get(market)
     return orjson.dumps(book_json(book)), orjson.dumps(orders_json(book.orders()))
@@ -114,9 +122,7 @@ def test_every_capture_is_the_book_of_its_moment_byte_for_byte(
 
 
 def test_a_read_catches_up_in_rounds_and_captures_the_orders_that_came_meanwhile() -> None:
-    flow = Flow()
-    for i in range(60):
-        flow.step(("place", MARKET, 1 + i % 4, Side(i % 2), 97 + i % 7, 5, 20))
+    flow = flow_after_places(60)
     book = flow.machine.state.exchange.get(MARKET)
     cache = flow.books.cache(book)
     assert cache.behind()
@@ -132,9 +138,7 @@ def test_a_read_catches_up_in_rounds_and_captures_the_orders_that_came_meanwhile
 
 
 def test_a_failing_sink_costs_a_rebuild_not_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    flow = Flow()
-    for i in range(20):
-        flow.step(("place", MARKET, 1 + i % 4, Side(i % 2), 97 + i % 7, 5, 20))
+    flow = flow_after_places(20)
 
     def fail(self: fullbook.BookCache, order: Order) -> None:
         raise RuntimeError("cache bug")
@@ -151,9 +155,7 @@ def test_a_failing_sink_costs_a_rebuild_not_a_wrong_answer(monkeypatch: pytest.M
 
 
 def test_a_cache_that_disagrees_with_the_book_is_rebuilt_before_it_answers() -> None:
-    flow = Flow()
-    for i in range(20):
-        flow.step(("place", MARKET, 1 + i % 4, Side(i % 2), 97 + i % 7, 5, 20))
+    flow = flow_after_places(20)
     book = flow.machine.state.exchange.get(MARKET)
     # As if an event had been made up: the cache drops an order the book holds.
     cache = flow.books.cache(book)
